@@ -1,0 +1,50 @@
+from django.db import models
+
+from search_engine import types as engine_types
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+class ExperimentStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING)
+TERMINAL_STATUSES = (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED, ExperimentStatus.CANCELLED)
+
+
+class TrialState(models.TextChoices):
+    # Same strings as the engine's, so records convert without a mapping table.
+    QUEUED = engine_types.QUEUED, "Queued"
+    RUNNING = engine_types.RUNNING, "Running"
+    COMPLETED = engine_types.COMPLETED, "Completed"
+    PRUNED = engine_types.PRUNED, "Pruned"
+    INFEASIBLE = engine_types.INFEASIBLE, "Infeasible"
+    FAILED = engine_types.FAILED, "Failed"
+    CANCELLED = engine_types.CANCELLED, "Cancelled"
+
+
+PENDING_TRIAL_STATES = (TrialState.QUEUED, TrialState.RUNNING)
+TERMINAL_TRIAL_STATES = tuple(s for s in TrialState.values if s not in PENDING_TRIAL_STATES)
+
+
+class DatasetSource(models.TextChoices):
+    BUILTIN = "builtin", "Built-in"
+    CSV = "csv", "CSV"
+    NPZ = "npz", "NPZ"
+    ZIP = "zip", "ZIP of image folders"
+
+
+class ArtifactKind(models.TextChoices):
+    MODEL_ZIP = "model_zip", "Model package (ZIP)"
+    RETRAINED_ZIP = "retrained_zip", "Retrained model package (ZIP)"

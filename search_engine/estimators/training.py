@@ -1,0 +1,281 @@
+"""Estimators that train the candidate network: full training and a low-fidelity variant.
+
+The objective is the validation accuracy of the model the trial leaves behind. By default
+(`restore_best`) that is the best-validation epoch's weights, restored at the end, so the
+objective, `metrics["val_acc"]`, the test accuracy and an exported model all describe the same
+weights. Test accuracy is measured once, after training, and never feeds the objective.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ConfigError, Option, register_estimator
+from ..runtime import DEVICES, derive_seed, resolve_device, seeded
+from ..task import Task
+from ..types import Architecture, ReportFn, Result, TrialPruned
+from .base import Estimator
+
+# Learning rates that train the built-in spaces well in a few epochs (measured on digits).
+DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.05}
+EVAL_BATCH_SIZE = 1024
+BUDGET_KEYS = ("epochs", "seed", "data_fraction")
+
+
+@torch.inference_mode()
+def _evaluate(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` as it is (mode and device left to the caller)."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    loss_sum = torch.zeros((), dtype=torch.float64, device=X.device)
+    correct = torch.zeros((), dtype=torch.int64, device=X.device)
+    for start in range(0, len(y), batch_size):
+        logits = model(X[start : start + batch_size])
+        target = y[start : start + batch_size]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
+        correct += (logits.argmax(1) == target).sum()
+    # One host sync per evaluation, not per batch.
+    return loss_sum.item() / len(y), correct.item() / len(y)
+
+
+def evaluate_accuracy(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    device: str | torch.device = "cpu",
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> float:
+    """Accuracy of `model` on (X, y) in eval mode; the model's mode and device are restored."""
+    device = torch.device(device)
+    previous_device = next(iter(model.parameters()), torch.empty(0)).device
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        _, acc = _evaluate(model, X.to(device), y.to(device), batch_size)
+    finally:
+        model.to(previous_device).train(was_training)
+    return acc
+
+
+def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of about `fraction` of each class (at least one per class), seeded."""
+    if fraction >= 1.0:
+        return torch.arange(len(y))
+    generator = torch.Generator().manual_seed(seed)
+    y_cpu = y.cpu()
+    parts = []
+    for cls in torch.unique(y_cpu):
+        idx = torch.nonzero(y_cpu == cls).flatten()
+        keep = max(1, round(len(idx) * fraction))
+        parts.append(idx[torch.randperm(len(idx), generator=generator)[:keep]])
+    return torch.cat(parts).sort().values
+
+
+def _make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def _cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+
+
+def _is_better(acc: float, loss: float, best: tuple[float, float] | None) -> bool:
+    # Small validation sets tie on accuracy often; the lower loss then breaks the tie.
+    return best is None or acc > best[0] or (acc == best[0] and loss < best[1])
+
+
+@register_estimator("train")
+class TrainEstimator(Estimator):
+    """Full training: mini-batch SGD/Adam with a cosine schedule; objective = validation accuracy."""
+
+    options = {
+        "optimizer": Option(str, "adam", "optimizer", choices=("adam", "adamw", "sgd")),
+        "lr": Option(float, 0.0, "learning rate; 0 = the optimizer's default (adam 3e-3, sgd 0.05)", min=0.0),
+        "momentum": Option(float, 0.9, "SGD momentum (Nesterov when > 0)", min=0.0, max=0.999),
+        "weight_decay": Option(float, 0.0, "L2 penalty (decoupled for adamw)", min=0.0),
+        "batch_size": Option(int, 32, "training mini-batch size", min=2),
+        "epochs": Option(int, 10, "training epochs (a strategy's budget may override it)", min=1),
+        "cosine": Option(bool, True, "cosine learning-rate decay, per step over the whole run"),
+        "label_smoothing": Option(float, 0.0, "label smoothing of the training loss", min=0.0, max=0.5),
+        "patience": Option(int, 0, "stop after this many epochs without a better val accuracy; 0 = off", min=0),
+        "restore_best": Option(bool, True, "end with the best-validation weights rather than the last"),
+        "data_fraction": Option(float, 1.0, "fraction of the training set used (stratified)", min=0.01, max=1.0),
+        "device": Option(str, "auto", "where to train", choices=DEVICES),
+        "threads": Option(int, 1, "torch CPU threads per trial; 0 = leave torch's setting", min=0),
+    }
+
+    def estimate(
+        self,
+        arch: Architecture,
+        model: nn.Module,
+        task: Task,
+        budget: dict[str, Any],
+        report: ReportFn,
+    ) -> Result:
+        """Train `model` in place; it ends on the CPU in eval mode whatever happens.
+
+        `budget` may hold "epochs" and "data_fraction" (overrides) and "seed" (shuffling, dropout
+        and anything else drawn from torch's RNG; the caller builds `model` and owns its init).
+        A TrialPruned raised by `report` propagates with `.result` set to the scores so far.
+        """
+        run = self._run_config(budget)
+        device = resolve_device(run["device"])
+        started = time.perf_counter()
+        with seeded(run["seed"], run["threads"] or None):
+            try:
+                trained = self._train(model, task, run, device, report, started)
+            finally:
+                # Also after TrialPruned or an error: the caller may still export or inspect it.
+                model.to("cpu").eval()
+            test_loss, test_acc = _evaluate(model, task.X_test, task.y_test)
+        metrics = {**trained, "test_acc": test_acc, "test_loss": test_loss}
+        return Result(metrics=metrics, objective=metrics["val_acc"], cost_s=time.perf_counter() - started)
+
+    def _run_config(self, budget: dict[str, Any] | None) -> dict[str, Any]:
+        budget = dict(budget or {})
+        run = dict(self.config)
+        for key in BUDGET_KEYS:
+            if budget.get(key) is not None:
+                option = self.options.get(key) or Option(int, 0, min=0)
+                run[key] = option.coerce(f"budget.{key}", budget[key])
+        run.setdefault("seed", 0)
+        if not run["lr"]:
+            run["lr"] = DEFAULT_LR[run["optimizer"]]
+        return run
+
+    def _train(
+        self,
+        model: nn.Module,
+        task: Task,
+        run: dict[str, Any],
+        device: torch.device,
+        report: ReportFn,
+        started: float,
+    ) -> dict[str, Any]:
+        if len(task.y_train) < 2:
+            raise ConfigError("task", "needs at least two training samples")
+        # The same subset for every trial of a task, so low-fidelity scores stay comparable.
+        subset = stratified_subset(task.y_train, run["data_fraction"], derive_seed("subset", task.name))
+        X_train, y_train = task.X_train[subset].to(device), task.y_train[subset].to(device)
+        X_val, y_val = task.X_val.to(device), task.y_val.to(device)
+        model.to(device)
+
+        n = len(y_train)
+        batch_size = min(run["batch_size"], n)
+        # A trailing batch of one sample breaks BatchNorm in training mode; it is skipped.
+        steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
+        total_steps = steps_per_epoch * run["epochs"]
+        base_lr = run["lr"]
+        optimizer = _make_optimizer(
+            run["optimizer"], model.parameters(), base_lr, run["momentum"], run["weight_decay"]
+        )
+        shuffle = torch.Generator().manual_seed(run["seed"])
+        smoothing = run["label_smoothing"]
+
+        best: tuple[float, float] | None = None
+        best_state: dict[str, torch.Tensor] | None = None
+        best_epoch = 0
+        stale = 0
+        step = 0
+        history: dict[str, Any] = {}
+        for epoch in range(1, run["epochs"] + 1):
+            epoch_start = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=shuffle).to(device)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            seen = 0
+            lr = base_lr
+            for start in range(0, steps_per_epoch * batch_size, batch_size):
+                idx = order[start : start + batch_size]
+                xb, yb = X_train[idx], y_train[idx]
+                if run["cosine"]:
+                    lr = _cosine_lr(base_lr, step, total_steps)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                # Accumulated on the device: a .item() per step would sync a GPU every batch.
+                with torch.no_grad():
+                    loss_sum += loss.detach().double() * len(yb)
+                    correct += (logits.argmax(1) == yb).sum()
+                seen += len(yb)
+                step += 1
+
+            model.eval()
+            val_loss, val_acc = _evaluate(model, X_val, y_val)
+            train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training loss diverged at epoch {epoch} (lr={base_lr:g})")
+            if _is_better(val_acc, val_loss, best):
+                best, best_epoch, stale = (val_acc, val_loss), epoch, 0
+                if run["restore_best"]:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            epoch_metrics = {
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "epoch_time_s": time.perf_counter() - epoch_start,
+                "lr": lr,
+            }
+            history = {
+                **epoch_metrics,
+                "epochs": epoch,
+                "best_epoch": best_epoch,
+                "train_samples": n,
+                "train_time_s": time.perf_counter() - started,
+            }
+            history["last_val_acc"] = val_acc
+            if run["restore_best"]:
+                history["val_acc"], history["val_loss"] = best
+            try:
+                report(epoch, epoch_metrics)
+            except TrialPruned as pruned:
+                if best_state is not None:
+                    model.load_state_dict(best_state)
+                if getattr(pruned, "result", None) is None:
+                    # A pruned trial still has a score (rung-based strategies compare on it).
+                    pruned.result = Result(
+                        {**history, "pruned": True}, objective=history["val_acc"], cost_s=history["train_time_s"]
+                    )
+                raise
+            if run["patience"] and stale >= run["patience"]:
+                break
+
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        history["stopped_early"] = history["epochs"] < run["epochs"]
+        return history
+
+
+@register_estimator("low_fidelity")
+class LowFidelityEstimator(TrainEstimator):
+    """Low-fidelity estimate: the same trainer on a stratified quarter of the data for 2 epochs.
+
+    Cheaper and noisier than "train"; ranks architectures roughly, not their final accuracy.
+    Every trial of a task uses the same subset so that scores stay comparable.
+    """
+
+    options = {
+        **TrainEstimator.options,
+        "epochs": Option(int, 2, "training epochs (a strategy's budget may override it)", min=1),
+        "data_fraction": Option(float, 0.25, "fraction of the training set used (stratified)", min=0.01, max=1.0),
+    }

@@ -1,0 +1,318 @@
+"""The NAS loop: search space -> search strategy -> performance estimation.
+
+Two layers, so the web workers and the CLI share every step:
+- `propose` asks the strategy and screens static constraints (params, FLOPs, size) on an
+  untrained network; infeasible candidates come back as recorded trials and the strategy is
+  asked again (bounded).
+- `evaluate` builds the network deterministically, runs the estimator, then measures latency.
+`run_search` is the single-process loop with a budget and callbacks (the CLI uses it).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from .constraints import Constraints, feasible, violations
+from .estimators.base import Estimator
+from .runtime import derive_seed, seeded
+from .spaces.base import SearchSpace
+from .strategies.base import Strategy
+from .task import Task
+from .types import (
+    COMPLETED,
+    FAILED,
+    INFEASIBLE,
+    PRUNED,
+    Architecture,
+    Budget,
+    Candidate,
+    ReportFn,
+    TrialPruned,
+    TrialRecord,
+)
+
+
+@dataclass
+class Outcome:
+    """A finished trial: everything the CLI prints and the web side stores."""
+
+    number: int
+    arch: Architecture
+    fingerprint: str
+    state: str
+    objective: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, dict] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    error: str = ""
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+
+    def record(self) -> TrialRecord:
+        return TrialRecord(
+            number=self.number,
+            arch=self.arch,
+            state=self.state,
+            objective=self.objective,
+            metrics=self.metrics,
+            budget=self.budget,
+            meta=self.meta,
+        )
+
+    def to_dict(self) -> dict:
+        keys = ("number", "arch", "fingerprint", "state", "objective", "metrics", "constraints",
+                "budget", "meta", "duration_s", "error")
+        return {k: getattr(self, k) for k in keys}
+
+
+def trial_seed(seed: int, space: SearchSpace, arch: Architecture, budget: dict) -> int:
+    """Same search seed + same architecture + same budget -> same initial weights and batches,
+    whatever the order in which trials ran or which worker ran them."""
+    return derive_seed(seed, space.fingerprint(arch), sorted(budget.items()))
+
+
+def build_model(space: SearchSpace, arch: Architecture, task: Task, seed: int) -> nn.Module:
+    with seeded(seed):
+        return space.build(arch, task)
+
+
+def static_check(space: SearchSpace, arch: Architecture, task: Task, constraints: Constraints) -> dict:
+    # Initial weights do not change params/FLOPs/size, so no seeding is needed here.
+    return constraints.static_values(space.build(arch, task), task)
+
+
+def static_metrics(values: dict[str, dict]) -> dict[str, Any]:
+    return {k: v["value"] for k, v in values.items()}
+
+
+def propose(
+    strategy: Strategy,
+    history: list[TrialRecord],
+    n: int,
+    *,
+    task: Task,
+    constraints: Constraints,
+    next_number: int,
+    max_infeasible: int = 200,
+) -> tuple[list[tuple[Candidate, dict]], list[Outcome]]:
+    """Up to `n` statically feasible candidates (each with its constraint values) and the
+    infeasible ones met on the way, already numbered, in the order they were proposed."""
+    space = strategy.space
+    history = list(history)
+    accepted: list[tuple[Candidate, dict]] = []
+    infeasible: list[Outcome] = []
+    number = next_number
+    while len(accepted) < n and len(infeasible) < max_infeasible:
+        if strategy.is_finished(history):
+            break
+        candidates = strategy.ask(history, n - len(accepted))
+        if not candidates:
+            break
+        for cand in candidates:
+            arch = space.validate(cand.arch)
+            values = static_check(space, arch, task, constraints)
+            record = TrialRecord(number, arch, "queued", budget=cand.budget, meta=cand.meta)
+            if feasible(values):
+                accepted.append((Candidate(arch, cand.budget, cand.meta), values))
+            else:
+                record.state = INFEASIBLE
+                infeasible.append(
+                    Outcome(
+                        number=number,
+                        arch=arch,
+                        fingerprint=space.fingerprint(arch),
+                        state=INFEASIBLE,
+                        metrics=static_metrics(values),
+                        constraints=values,
+                        budget=cand.budget,
+                        meta=cand.meta,
+                        error="violates " + ", ".join(violations(values)),
+                    )
+                )
+            history.append(record)
+            number += 1
+    return accepted, infeasible
+
+
+def evaluate(
+    candidate: Candidate,
+    *,
+    number: int,
+    space: SearchSpace,
+    estimator: Estimator,
+    task: Task,
+    constraints: Constraints,
+    seed: int,
+    report: ReportFn | None = None,
+    measure_latency: bool = True,
+) -> Outcome:
+    """Build, estimate and measure one candidate. Never raises for a bad trial: a failure is
+    an Outcome with state `failed` and a traceback summary."""
+    arch = space.validate(candidate.arch)
+    started = time.perf_counter()
+    outcome = Outcome(
+        number=number,
+        arch=arch,
+        fingerprint=space.fingerprint(arch),
+        state=COMPLETED,
+        budget=dict(candidate.budget),
+        meta=dict(candidate.meta),
+    )
+    last_reported: dict[str, Any] = {}
+
+    def forward_report(step: int, metrics: dict) -> None:
+        last_reported.update(metrics)
+        if report is not None:
+            report(step, metrics)
+
+    try:
+        seed_for_trial = trial_seed(seed, space, arch, candidate.budget)
+        model = build_model(space, arch, task, seed_for_trial)
+        values = constraints.static_values(model, task)
+        outcome.metrics.update(static_metrics(values))
+        outcome.constraints = values
+        if not feasible(values):
+            outcome.state = INFEASIBLE
+            outcome.error = "violates " + ", ".join(violations(values))
+            return outcome
+        budget = {**candidate.budget, "seed": seed_for_trial}
+        try:
+            result = estimator.estimate(arch, model, task, budget, forward_report)
+        except TrialPruned as pruned:
+            outcome.state = PRUNED
+            # The trainer attaches its scores so far (best-epoch val_acc, epochs run); without
+            # them, fall back on the last reported epoch.
+            partial = getattr(pruned, "result", None)
+            if partial is not None:
+                outcome.metrics.update(partial.metrics)
+                outcome.objective = partial.objective
+                outcome.metrics["cost_s"] = round(partial.cost_s, 4)
+            else:
+                outcome.metrics.update(last_reported)
+                outcome.objective = last_reported.get("val_acc")
+            return outcome
+        outcome.metrics.update(result.metrics)
+        outcome.objective = result.objective
+        outcome.metrics["cost_s"] = round(result.cost_s, 4)
+        if measure_latency:
+            measured = constraints.measured_values(model, task)
+            outcome.constraints.update(measured)
+            outcome.metrics.update(static_metrics(measured))
+            if not feasible(measured):
+                outcome.state = INFEASIBLE
+                outcome.error = "violates " + ", ".join(violations(measured))
+        outcome.model = model if estimator.trains_model else None
+    except Exception as exc:  # a broken trial must not take the search down with it
+        outcome.state = FAILED
+        outcome.error = summarize_exception(exc)
+    finally:
+        outcome.duration_s = round(time.perf_counter() - started, 4)
+    return outcome
+
+
+def summarize_exception(exc: BaseException, limit: int = 4000) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
+    return text[-limit:]
+
+
+def best_outcome(outcomes: list[Outcome]) -> Outcome | None:
+    """Highest objective among completed trials (ties: the earliest)."""
+    scored = [o for o in outcomes if o.state == COMPLETED and o.objective is not None]
+    return max(scored, key=lambda o: (o.objective, -o.number)) if scored else None
+
+
+@dataclass
+class Callbacks:
+    on_trial_start: Callable[[int, Candidate], None] | None = None
+    on_epoch: Callable[[int, int, dict], None] | None = None
+    on_trial_end: Callable[[Outcome], None] | None = None
+
+
+@dataclass
+class SearchResult:
+    outcomes: list[Outcome]
+    best: Outcome | None
+    wall_time_s: float
+    stopped_because: str
+
+    @property
+    def evaluated(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.state != INFEASIBLE or "latency_ms" in o.metrics]
+
+
+def counts_against_budget(outcome: Outcome) -> bool:
+    """Statically infeasible candidates were never trained, so they cost no trial budget."""
+    return not (outcome.state == INFEASIBLE and "latency_ms" not in outcome.metrics)
+
+
+def run_search(
+    *,
+    task: Task,
+    space: SearchSpace,
+    strategy: Strategy,
+    estimator: Estimator,
+    constraints: Constraints | None = None,
+    budget: Budget | None = None,
+    seed: int = 0,
+    callbacks: Callbacks | None = None,
+    keep_best_model: bool = True,
+) -> SearchResult:
+    """Sequential ask -> screen -> evaluate loop until the trial or wall-time budget is spent."""
+    constraints = constraints or Constraints()
+    budget = budget or Budget()
+    callbacks = callbacks or Callbacks()
+    outcomes: list[Outcome] = []
+    best: Outcome | None = None
+    started = time.perf_counter()
+    stopped_because = "trial budget spent"
+    while sum(counts_against_budget(o) for o in outcomes) < budget.trials:
+        if budget.wall_time_s is not None and time.perf_counter() - started >= budget.wall_time_s:
+            stopped_because = "wall-time budget spent"
+            break
+        history = [o.record() for o in outcomes]
+        accepted, infeasible = propose(
+            strategy, history, 1, task=task, constraints=constraints,
+            next_number=len(outcomes), max_infeasible=budget.max_infeasible,
+        )
+        for outcome in infeasible:
+            outcomes.append(outcome)
+            if callbacks.on_trial_end:
+                callbacks.on_trial_end(outcome)
+        if not accepted:
+            # Asked with the history including the infeasible candidates just recorded: a grid
+            # whose last points broke a limit is exhausted, not short of feasible proposals.
+            history = [o.record() for o in outcomes]
+            stopped_because = (
+                "search space exhausted" if strategy.is_finished(history)
+                else f"no feasible candidate in {budget.max_infeasible} proposals"
+            )
+            break
+        candidate, _ = accepted[0]
+        number = len(outcomes)
+        if callbacks.on_trial_start:
+            callbacks.on_trial_start(number, candidate)
+        report = (lambda step, m, n=number: callbacks.on_epoch(n, step, m)) if callbacks.on_epoch else None
+        outcome = evaluate(
+            candidate, number=number, space=space, estimator=estimator, task=task,
+            constraints=constraints, seed=seed, report=report,
+        )
+        is_better = outcome.state == COMPLETED and outcome.objective is not None and (
+            best is None or outcome.objective > best.objective
+        )
+        if is_better:
+            if best is not None:
+                best.model = None  # only the best network is kept in memory
+            best = outcome
+        if not is_better or not keep_best_model:
+            outcome.model = None
+        outcomes.append(outcome)
+        strategy.tell(outcome.record())
+        if callbacks.on_trial_end:
+            callbacks.on_trial_end(outcome)
+    return SearchResult(outcomes, best, time.perf_counter() - started, stopped_because)

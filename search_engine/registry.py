@@ -1,0 +1,148 @@
+"""Name -> class registries for spaces, strategies and estimators (as in timm's registry).
+
+The database and the CLI store only a registered name plus a JSON config; forms and
+`python -m search_engine list` read the choices and their options from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; `field` names the option a person has to fix."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configurable option of a registered component, with its validation rules."""
+
+    type: type
+    default: Any
+    help: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def coerce(self, name: str, value: Any) -> Any:
+        if value is None:
+            return self.default
+        try:
+            if self.type is bool:
+                if isinstance(value, str):
+                    lowered = value.strip().lower()
+                    if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                        raise ValueError(value)
+                    value = lowered in {"true", "1", "yes"}
+                elif not isinstance(value, (bool, int)):
+                    raise ValueError(value)
+                value = bool(value)
+            elif self.type is int:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError(value)
+                value = int(value)
+            elif self.type is float:
+                if isinstance(value, bool):
+                    raise ValueError(value)
+                value = float(value)
+            elif self.type is str:
+                value = str(value)
+            elif self.type is list:
+                if isinstance(value, str):
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+                value = list(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"expected {self.type.__name__}, got {value!r}") from None
+        if self.choices is not None:
+            values = value if self.type is list else [value]
+            for v in values:
+                if v not in self.choices:
+                    allowed = ", ".join(map(str, self.choices))
+                    raise ConfigError(name, f"{v!r} is not one of: {allowed}")
+        if self.min is not None and value < self.min:
+            raise ConfigError(name, f"must be >= {self.min}, got {value}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(name, f"must be <= {self.max}, got {value}")
+        return value
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["type"] = self.type.__name__
+        return d
+
+
+def resolve_options(owner: str, schema: dict[str, Option], config: dict | None) -> dict:
+    """Validate `config` against `schema`: unknown keys and bad values raise ConfigError."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(schema))
+    if unknown:
+        known = ", ".join(sorted(schema)) or "none"
+        raise ConfigError(unknown[0], f"unknown option for {owner} (known: {known})")
+    return {name: opt.coerce(name, config.get(name)) for name, opt in schema.items()}
+
+
+@dataclass
+class Registry:
+    kind: str
+    entries: dict[str, type] = field(default_factory=dict)
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def decorator(cls: type[T]) -> type[T]:
+            if name in self.entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            cls.name = name
+            self.entries[name] = cls
+            return cls
+
+        return decorator
+
+    def get(self, name: str) -> type:
+        try:
+            return self.entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self.entries))
+            raise ConfigError(self.kind, f"unknown {self.kind} {name!r} (known: {known})") from None
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def describe(self) -> dict[str, dict]:
+        """Name -> {help, options} for forms and the CLI's `list`."""
+        out = {}
+        for name in self.names():
+            cls = self.entries[name]
+            doc = (cls.__doc__ or "").strip().splitlines()
+            out[name] = {
+                "help": doc[0] if doc else "",
+                "options": {k: o.describe() for k, o in getattr(cls, "options", {}).items()},
+            }
+        return out
+
+
+SPACES = Registry("space")
+STRATEGIES = Registry("strategy")
+ESTIMATORS = Registry("estimator")
+
+register_space = SPACES.register
+register_strategy = STRATEGIES.register
+register_estimator = ESTIMATORS.register
+
+
+def create_space(name: str, **config):
+    return SPACES.get(name)(**config)
+
+
+def create_strategy(name: str, space, seed: int = 0, **config):
+    return STRATEGIES.get(name)(space, seed=seed, **config)
+
+
+def create_estimator(name: str, **config):
+    return ESTIMATORS.get(name)(**config)
