@@ -138,8 +138,8 @@ def test_it_mutates_exactly_one_active_choice(name):
 def test_it_mutates_the_same_way_for_the_same_seed(name):
     space = create_space(name)
     parent = samples(space, n=1)[0]
-    first = [space.mutate(parent, np.random.default_rng(3)) for _ in range(2)]
-    assert first[0] == first[1]
+    children = [space.mutate(parent, np.random.default_rng(3)) for _ in range(2)]
+    assert children[0] == children[1]
 
 
 @pytest.mark.parametrize("name", SPACE_NAMES)
