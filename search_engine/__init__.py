@@ -5,6 +5,7 @@
 
 from . import estimators, spaces, strategies  # noqa: F401  (fills the registries)
 from .constraints import Constraints, count_flops, count_params, measure_latency_ms, model_size_mb
+from .data import BUILTIN_DATASETS, DatasetError, load_builtin, load_dataset
 from .estimators.base import Estimator
 from .registry import (
     ESTIMATORS,
@@ -25,6 +26,7 @@ from .task import Task, make_task
 from .types import Architecture, Budget, Candidate, Result, TrialPruned, TrialRecord
 
 __all__ = [
+    "BUILTIN_DATASETS", "DatasetError", "load_builtin", "load_dataset",
     "Architecture", "Budget", "Candidate", "ConfigError", "Constraints", "ESTIMATORS", "Estimator",
     "Option", "Result", "SPACES", "STRATEGIES", "SearchSpace", "Strategy", "Task", "TrialPruned",
     "TrialRecord", "count_flops", "count_params", "create_estimator", "create_space",
