@@ -36,14 +36,14 @@ class Strategy(ABC):
     def ask(self, history: list[TrialRecord], n: int = 1) -> list[Candidate]:
         """Up to `n` new candidates given every trial so far (pending ones included)."""
 
-    def tell(self, record: TrialRecord) -> None:
+    def tell(self, record: TrialRecord) -> None:  # noqa: B027  (optional hook, not abstract)
         """Optional hook; strategies here derive everything from the history instead."""
 
     def state_dict(self) -> dict:
         return {"name": self.name, "seed": self.seed, "config": dict(self.config)}
 
     @classmethod
-    def from_state_dict(cls, space: SearchSpace, state: dict) -> "Strategy":
+    def from_state_dict(cls, space: SearchSpace, state: dict) -> Strategy:
         return cls(space, seed=state["seed"], **state["config"])
 
     def is_finished(self, history: list[TrialRecord]) -> bool:

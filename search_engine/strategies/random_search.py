@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -49,18 +50,23 @@ class GridSearch(Strategy):
         self._fingerprints = [space.fingerprint(arch) for arch in self._grid]
 
     def _enumerate_within_limit(self) -> list[Architecture]:
-        # Stops one past the limit: space.cardinality() would walk the whole product, which
-        # never ends for spaces like mobilenet.
         limit = self.config["limit"]
+        too_many = ConfigError(
+            "limit",
+            f"space {self.space.name!r} has more than {limit} architectures; raise the grid "
+            f"limit or pick a sampling strategy (random, evolution, tpe)",
+        )
+        # The base class counts by enumerating the whole product, which never ends for big
+        # spaces; a space that knows its own count says so by overriding cardinality().
+        upper_bound = math.prod(len(values) for values in self.space.choices().values())
+        counts_cheaply = type(self.space).cardinality is not SearchSpace.cardinality
+        if upper_bound > limit and counts_cheaply and self.space.cardinality() > limit:
+            raise too_many
         grid = []
         for arch in self.space.enumerate():
             grid.append(arch)
-            if len(grid) > limit:
-                raise ConfigError(
-                    "limit",
-                    f"space {self.space.name!r} has more than {limit} architectures; raise the "
-                    f"grid limit or pick a sampling strategy (random, evolution, tpe)",
-                )
+            if len(grid) > limit:  # stop one past the limit rather than walk everything
+                raise too_many
         return grid
 
     def ask(self, history: list[TrialRecord], n: int = 1) -> list[Candidate]:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ..registry import Option, register_strategy
 from ..spaces.base import SearchSpace
-from ..types import COMPLETED, PRUNED, Architecture, Candidate, TrialRecord
+from ..types import PRUNED, Architecture, Candidate, TrialRecord
 from .base import Strategy
 
 # Retries of study.ask() when TPE proposes an architecture already in the history, before
@@ -71,7 +71,7 @@ class OptunaTPE:
         if not params:
             return None
         distributions = {label: self.distributions[label] for label in params}
-        if record.state in (COMPLETED, PRUNED) and record.scored:
+        if record.scored:
             value = float(record.objective)
             if not math.isfinite(value):
                 return None
