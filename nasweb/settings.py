@@ -7,6 +7,7 @@ directory); REDIS_URL selects a Redis server (else the embedded one, see embedde
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 from pathlib import Path
 
@@ -154,8 +155,9 @@ SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first so a bad token gets 401 with a WWW-Authenticate header, not 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -179,7 +181,11 @@ SPECTACULAR_SETTINGS = {
 # Static and uploaded files ---------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at start-up when it is missing
+# plotly.js comes from the installed plotly package (never a CDN): its package_data folder is
+# served under the "plotly" prefix, so templates use {% static 'plotly/plotly.min.js' %}.
+_PLOTLY_DATA = Path(next(iter(importlib.util.find_spec("plotly").submodule_search_locations))) / "package_data"
+STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _PLOTLY_DATA)]
 WHITENOISE_USE_FINDERS = True  # serve straight from the apps' and packages' folders in dev
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 STORAGES = {

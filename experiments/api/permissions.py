@@ -1,0 +1,67 @@
+"""Object permissions by project role.
+
+Querysets are already scoped by membership (`for_user`), so a non-member never reaches these
+checks: the object is simply not found (404). A member who may look but not change gets 403.
+"""
+
+from __future__ import annotations
+
+from django.db.models import CharField, OuterRef, Subquery, Value
+from rest_framework import permissions
+from rest_framework.exceptions import PermissionDenied
+
+from ..choices import Role
+from ..models import ROLE_RANK, Membership, Project, Trial
+
+
+def role_subquery(user, project_ref: str = "project"):
+    """The requesting user's role in the row's project, as a subquery for `.annotate(my_role=...)`,
+    so that permission checks and the `my_role` field cost no query per object."""
+    if not user.is_authenticated:  # the schema generator asks without a user
+        return Value(None, output_field=CharField())
+    return Subquery(
+        Membership.objects.filter(project=OuterRef(project_ref), user=user).values("role")[:1]
+    )
+
+
+def project_of(obj) -> Project:
+    if isinstance(obj, Project):
+        return obj
+    if isinstance(obj, Trial):
+        return obj.experiment.project
+    return obj.project
+
+
+def role_for(obj, user) -> str | None:
+    role = getattr(obj, "my_role", None)
+    if role is None:
+        role = project_of(obj).role_of(user)
+    return role
+
+
+def has_role(role: str | None, needed: str) -> bool:
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+
+
+def require_role(project: Project, user, needed: str) -> str:
+    """For creates, where there is no object yet: the project comes from the request body.
+    Returns the user's role."""
+    role = project.role_of(user)
+    if not has_role(role, needed):
+        raise PermissionDenied(f"You need the {needed} role in project {project.name!r} to do this.")
+    return role
+
+
+class ProjectRole(permissions.BasePermission):
+    """Members read; editors change experiments and datasets; owners change the project itself."""
+
+    message = "Your role in this project does not allow this."
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        role = role_for(obj, request.user)
+        if request.method in permissions.SAFE_METHODS:
+            return role is not None
+        needed = Role.OWNER if isinstance(obj, Project) else Role.EDITOR
+        needed = getattr(view, "required_roles", {}).get(view.action, needed)
+        return has_role(role, needed)
+
