@@ -13,18 +13,27 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import data, export
 from .constraints import Constraints
-from .loop import Callbacks, Outcome, SearchResult, run_search
+from .loop import Callbacks, Outcome, SearchResult, counts_against_budget, run_search
 from .pareto import pareto_front, parse_objectives
-from .registry import ESTIMATORS, SPACES, STRATEGIES, ConfigError, create_estimator, create_space, create_strategy
+from .registry import (
+    ESTIMATORS,
+    SPACES,
+    STRATEGIES,
+    ConfigError,
+    create_estimator,
+    create_space,
+    create_strategy,
+)
 from .runtime import DEVICES, resolve_device
 from .types import COMPLETED, Budget
 
@@ -70,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-latency-ms", type=float, default=None)
 
     runtime = run.add_argument_group("runtime")
-    runtime.add_argument("--device", default="cpu", choices=DEVICES, help="training and latency device")
+    runtime.add_argument("--device", default=None, choices=DEVICES,
+                         help="where trials train and latency is measured (default: auto = cuda if available)")
     runtime.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     runtime.add_argument("--seed", type=int, default=0)
     runtime.add_argument("--out", type=Path, default=None,
@@ -105,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `... | head`: the reader left; exit quietly instead of a traceback.
+        # As the Python docs advise: point stdout at devnull so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 # -- list -------------------------------------------------------------------------------------
@@ -118,19 +133,7 @@ def catalogue() -> dict:
 
 
 def builtin_datasets() -> dict[str, str]:
-    names = getattr(data, "BUILTIN_DATASETS", None) or getattr(data, "BUILTINS", None) or {}
-    if isinstance(names, dict):
-        return {name: _one_line(value) for name, value in sorted(names.items())}
-    return {name: "" for name in sorted(names)}
-
-
-def _one_line(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    doc = getattr(value, "__doc__", None) or ""
-    if isinstance(value, dict):
-        doc = value.get("help") or value.get("description") or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    return dict(sorted(data.BUILTIN_DATASETS.items()))
 
 
 def cmd_list(args) -> int:
@@ -164,7 +167,8 @@ def cmd_list(args) -> int:
 
 
 # -- run --------------------------------------------------------------------------------------
-def load_task(args):
+def dataset_spec(args) -> dict:
+    """The spec data.load_dataset shares with the web side: {"builtin": name} or a file plus options."""
     sources = [flag for flag in ("dataset", "csv", "npz", "zip") if getattr(args, flag) is not None]
     if len(sources) != 1:
         raise ConfigError("dataset", "give exactly one of --dataset, --csv, --npz, --zip")
@@ -173,25 +177,23 @@ def load_task(args):
     if args.image_size is not None and args.zip is None:
         raise ConfigError("image_size", "--image-size only applies to --zip")
     if args.dataset is not None:
-        return data.load_builtin(args.dataset, seed=args.seed)
+        return {"builtin": args.dataset, "seed": args.seed}
     if args.csv is not None:
         if not args.target:
             raise ConfigError("target", "--csv needs --target COLUMN")
-        return data.load_dataset(args.csv, kind="csv", target=args.target, seed=args.seed)
+        return {"csv": str(args.csv), "target": args.target, "seed": args.seed}
     if args.npz is not None:
-        return data.load_dataset(args.npz, kind="npz", seed=args.seed)
+        return {"npz": str(args.npz), "seed": args.seed}
     extra = {"image_size": args.image_size} if args.image_size is not None else {}
-    return data.load_dataset(args.zip, kind="zip", seed=args.seed, **extra)
+    return {"zip": str(args.zip), "seed": args.seed, **extra}
 
 
 def estimator_config(args) -> dict:
     config: dict[str, Any] = parse_key_values("estimator-opt", args.estimator_opt)
     schema = ESTIMATORS.get(args.estimator).options
     for key, value in (("epochs", args.epochs), ("device", args.device), ("threads", args.threads)):
-        if key == "device" and value == "cpu" and key not in schema:
-            continue  # cpu is the default everywhere; only a non-default device needs support
-        if value is None:
-            continue
+        if value is None or (key == "device" and key not in schema and value != "cuda"):
+            continue  # an estimator without a device option runs on the CPU; only cuda needs one
         if key not in schema:
             raise ConfigError(key, f"estimator {args.estimator!r} has no {key!r} option")
         if key in config and str(config[key]) != str(value):
@@ -210,13 +212,14 @@ def cmd_run(args) -> int:
     trials = positive("trials", args.trials, int)
     wall_time = positive("wall_time", args.wall_time)
     positive("threads", args.threads, int)
-    device = resolve_device(args.device)
     try:
         objectives = parse_objectives(o.strip() for o in args.objectives.split(",") if o.strip())
     except ValueError as exc:
         raise ConfigError("objectives", str(exc)) from None
     if not objectives:
         raise ConfigError("objectives", "give at least one key:max|min")
+    estimator = create_estimator(args.estimator, **estimator_config(args))
+    device = resolve_device(args.device or estimator.config.get("device") or "auto")
     constraints = Constraints(
         max_params=args.max_params, max_flops=args.max_flops, max_size_mb=args.max_size_mb,
         max_latency_ms=args.max_latency_ms, latency_device=device.type,
@@ -225,22 +228,23 @@ def cmd_run(args) -> int:
     strategy = create_strategy(
         args.strategy, space, seed=args.seed, **parse_key_values("strategy-opt", args.strategy_opt)
     )
-    estimator = create_estimator(args.estimator, **estimator_config(args))
     if args.threads:
         torch.set_num_threads(args.threads)
-    task = load_task(args)
+    spec = dataset_spec(args)
+    task = data.load_dataset(spec)
+    # A space that cannot take this data (nb201 on a table) says so before the search starts.
+    space.build(space.sample(np.random.default_rng(args.seed)), task)
     out = args.out or Path("runs") / f"{task.name}-{args.space}-{args.strategy}-seed{args.seed}"
 
     config = {
-        "source": {k: (str(getattr(args, k)) if getattr(args, k) is not None else None)
-                   for k in ("dataset", "csv", "target", "npz", "zip", "image_size")},
+        "dataset": spec,
         "space": {"name": args.space, "config": space.config},
         "strategy": {"name": args.strategy, "config": strategy.config},
         "estimator": {"name": args.estimator, "config": estimator.config},
         "constraints": constraints.to_dict(),
         "budget": {"trials": trials, "wall_time_s": wall_time},
         "objectives": [f"{k}:{d}" for k, d in objectives],
-        "device": args.device,
+        "device": {"requested": args.device or estimator.config.get("device") or "auto", "resolved": device.type},
         "threads": args.threads,
         "seed": args.seed,
     }
@@ -273,13 +277,18 @@ def cmd_run(args) -> int:
               file=sys.stderr)
 
     out.mkdir(parents=True, exist_ok=True)
-    exported = export_best(result, space, task, out / "best", config)
+    exported, export_error = None, ""
+    try:
+        exported = export_best(result, space, task, out / "best")
+    except (export.ExportError, export.ModelFileError) as exc:
+        export_error = str(exc)
     results = {
         "config": config,
-        "dataset": task.describe(),
+        "dataset": data.describe_task(task),
         "trials": [o.to_dict() for o in result.outcomes],
         "best": result.best.to_dict() if result.best else None,
         "exported": exported,
+        "export_error": export_error or None,
         "pareto": [
             {"number": o.number, **{k: o.metrics.get(k) for k, _ in objectives}} for o in front
         ],
@@ -296,11 +305,19 @@ def cmd_run(args) -> int:
     best = result.best
     print(f"best: trial #{best.number}  val acc {_pct(best.metrics.get('val_acc'))}  "
           f"test acc {_pct(best.metrics.get('test_acc'))}  {space.describe(best.arch)}")
-    if exported:
-        for kind, path in exported["files"].items():
-            print(f"  {kind}: {path}")
-        print(f"exported best model test accuracy: {_pct(exported['test_acc'])} "
-              f"({exported['test_samples']} test samples, re-measured from {exported['measured_from']})")
+    if export_error:
+        print(f"error: export failed: {export_error}", file=sys.stderr)
+        return 1
+    if exported is None:
+        print(f"estimator {estimator.name!r} trains no network: nothing to export")
+        return 0
+    for fmt, path in exported["files"].items():
+        print(f"  {fmt:<12s} {path}")
+    others = ", ".join(f"{fmt} {_pct(acc)}" for fmt, acc in exported["test_acc_by_format"].items()
+                       if fmt != "torchscript")
+    print(f"exported best model test accuracy: {_pct(exported['test_acc'])} on {exported['test_samples']} "
+          f"test samples, re-measured from {exported['files'].get('torchscript', 'the export')}"
+          + (f" ({others})" if others else ""))
     return 0
 
 
@@ -331,7 +348,8 @@ class Progress:
         if not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=trials, unit="trial", dynamic_ncols=True, file=sys.stderr)
+            # disable=None: a bar on a terminal, plain per-trial lines in logs and CI.
+            self.bar = tqdm(total=trials, unit="trial", dynamic_ncols=True, file=sys.stderr, disable=None)
 
     def callbacks(self) -> Callbacks:
         return Callbacks(on_trial_start=self.start, on_epoch=self.epoch, on_trial_end=self.end)
@@ -359,7 +377,7 @@ class Progress:
         from tqdm import tqdm
 
         tqdm.write(trial_line(outcome, self.space))
-        if "latency_ms" in outcome.metrics or outcome.state != "infeasible":
+        if counts_against_budget(outcome):
             self.bar.update(1)
         self._postfix()
 
@@ -373,7 +391,8 @@ def trial_line(o: Outcome, space) -> str:
     parts = [
         f"#{o.number:<3d}",
         f"{o.state:<10s}",
-        f"val {_pct(m.get('val_acc')):>7s}",
+        (f"val {_pct(m.get('val_acc')):>7s}" if m.get("val_acc") is not None or o.objective is None
+         else f"obj {o.objective:>7.4g}"),
         f"params {_si(m.get('params')):>6s}",
         f"FLOPs {_si(m.get('flops')):>6s}",
         f"lat {_ms(m.get('latency_ms')):>8s}",
@@ -392,13 +411,17 @@ def ranked_outcomes(outcomes: list[Outcome]) -> list[Outcome]:
 
 
 def print_ranked(ranked: list[Outcome], space) -> None:
-    print(f"\ntop {len(ranked)} by objective (validation accuracy):")
-    rows = [["rank", "trial", "val acc", "test acc", "params", "FLOPs", "latency", "time", "architecture"]]
+    # Zero-cost and proxy estimators score with something other than validation accuracy.
+    show_objective = any(o.objective != o.metrics.get("val_acc") for o in ranked)
+    print(f"\ntop {len(ranked)} by objective" + ("" if show_objective else " (validation accuracy)") + ":")
+    rows = [["rank", "trial", *(["objective"] if show_objective else []), "val acc", "test acc", "params",
+             "FLOPs", "latency", "time", "architecture"]]
     for rank, o in enumerate(ranked, 1):
         m = o.metrics
         rows.append([
-            str(rank), f"#{o.number}", _pct(m.get("val_acc")), _pct(m.get("test_acc")), _si(m.get("params")),
-            _si(m.get("flops")), _ms(m.get("latency_ms")), f"{o.duration_s:.1f}s", _short(space.describe(o.arch)),
+            str(rank), f"#{o.number}", *([f"{o.objective:.4g}"] if show_objective else []),
+            _pct(m.get("val_acc")), _pct(m.get("test_acc")), _si(m.get("params")), _si(m.get("flops")),
+            _ms(m.get("latency_ms")), f"{o.duration_s:.1f}s", _short(space.describe(o.arch)),
         ])
     print_table(rows)
 
@@ -455,47 +478,38 @@ def _si(value) -> str:
     return f"{value:g}"
 
 
-def _short(text: str, limit: int = 90) -> str:
+def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- export -----------------------------------------------------------------------------------
-def export_best(result: SearchResult, space, task, folder: Path, config: dict) -> dict | None:
+def export_best(result: SearchResult, space, task, folder: Path) -> dict | None:
+    """Export the best network, then re-measure its test accuracy from each exported file."""
     best = result.best
     if best is None or best.model is None:
         return None
-    files = export.export_model(best.model, best.arch, task, folder, space=space.name,
-                                space_config=space.config, metrics=best.metrics, config=config)
-    acc, n, measured_from = exported_test_accuracy(folder, task)
+    paths = export.export_model(
+        best.model, best.arch, space.name, space.config, task, folder, metrics=best.metrics
+    )
+    accuracy = {fmt: exported_test_accuracy(folder, fmt, task) for fmt in export.FORMATS if fmt in paths}
     return {
         "folder": str(folder),
-        "files": {k: str(v) for k, v in _files_dict(files).items()},
-        "test_acc": acc,
-        "test_samples": n,
-        "measured_from": measured_from,
+        "files": {fmt: str(path) for fmt, path in paths.items()},
+        "test_acc": accuracy.get("torchscript", next(iter(accuracy.values()), None)),
+        "test_acc_by_format": accuracy,
+        "test_samples": len(task.y_test),
     }
 
 
-def _files_dict(files) -> dict:
-    if isinstance(files, dict):
-        return files
-    if hasattr(files, "__dataclass_fields__"):
-        return {k: getattr(files, k) for k in files.__dataclass_fields__}
-    return {Path(f).name: f for f in files}
-
-
 @torch.no_grad()
-def exported_test_accuracy(folder: Path, task) -> tuple[float, int, str]:
-    """Test accuracy of the model as loaded back from the exported files (not the one in memory)."""
-    model = export.load_model(folder)
-    measured_from = getattr(model, "source", None) or str(folder)
-    model.eval()
+def exported_test_accuracy(folder: Path, fmt: str, task) -> float:
+    """Test accuracy of the model as loaded back from an exported file (not the one in memory)."""
+    model = export.load_model(folder, format=fmt)
     correct = 0
     for start in range(0, len(task.y_test), 512):
-        logits = model(task.X_test[start : start + 512])
+        logits = torch.as_tensor(model(task.X_test[start : start + 512]))
         correct += int((logits.argmax(dim=1) == task.y_test[start : start + 512]).sum())
-    n = len(task.y_test)
-    return (correct / n if n else math.nan), n, measured_from
+    return correct / len(task.y_test) if len(task.y_test) else math.nan
 
 
 # -- JSON -------------------------------------------------------------------------------------
@@ -527,5 +541,3 @@ def _jsonable(value):
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main(sys.argv[1:]))
 
-
-__all__ = ["build_parser", "main", "catalogue", "time"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -83,8 +84,8 @@ def build_model(space: SearchSpace, arch: Architecture, task: Task, seed: int) -
 
 
 def static_check(space: SearchSpace, arch: Architecture, task: Task, constraints: Constraints) -> dict:
-    # Initial weights do not change params/FLOPs/size, so no seeding is needed here.
-    return constraints.static_values(space.build(arch, task), task)
+    # Initial weights do not change params/FLOPs/size; seeding only keeps torch's global RNG untouched.
+    return constraints.static_values(build_model(space, arch, task, 0), task)
 
 
 def static_metrics(values: dict[str, dict]) -> dict[str, Any]:
@@ -151,9 +152,13 @@ def evaluate(
     seed: int,
     report: ReportFn | None = None,
     measure_latency: bool = True,
+    static_values: dict[str, dict] | None = None,
 ) -> Outcome:
     """Build, estimate and measure one candidate. Never raises for a bad trial: a failure is
-    an Outcome with state `failed` and a traceback summary."""
+    an Outcome with state `failed` and a traceback summary.
+
+    `static_values` are the ones `propose` already computed for this candidate (same space,
+    task and constraints); passing them skips counting params/FLOPs/size a second time."""
     arch = space.validate(candidate.arch)
     started = time.perf_counter()
     outcome = Outcome(
@@ -174,7 +179,10 @@ def evaluate(
     try:
         seed_for_trial = trial_seed(seed, space, arch, candidate.budget)
         model = build_model(space, arch, task, seed_for_trial)
-        values = constraints.static_values(model, task)
+        # FLOP counting runs a forward pass under a dispatch mode: on nb201 it costs more
+        # than building the network, so the values from propose are reused when given.
+        values = static_values if static_values is not None else constraints.static_values(model, task)
+        values = {k: dict(v) for k, v in values.items()}
         outcome.metrics.update(static_metrics(values))
         outcome.constraints = values
         if not feasible(values):
@@ -293,14 +301,14 @@ def run_search(
                 else f"no feasible candidate in {budget.max_infeasible} proposals"
             )
             break
-        candidate, _ = accepted[0]
+        candidate, static_values = accepted[0]
         number = len(outcomes)
         if callbacks.on_trial_start:
             callbacks.on_trial_start(number, candidate)
         report = (lambda step, m, n=number: callbacks.on_epoch(n, step, m)) if callbacks.on_epoch else None
         outcome = evaluate(
             candidate, number=number, space=space, estimator=estimator, task=task,
-            constraints=constraints, seed=seed, report=report,
+            constraints=constraints, seed=seed, report=report, static_values=static_values,
         )
         is_better = outcome.state == COMPLETED and outcome.objective is not None and (
             best is None or outcome.objective > best.objective

@@ -72,12 +72,12 @@ class TinySpace(SearchSpace):
         return nn.Sequential(nn.Linear(task.input_shape[0], arch["width"]), nn.Linear(arch["width"], task.num_classes))
 
 
-def search(task, *, space="mlp", strategy="random", estimator=None, seed=0, trials=4, **kwargs):
+def search(task, *, space="mlp", strategy="random", estimator=None, seed=0, trials=4, strategy_config=None, **kwargs):
     space = create_space(space) if isinstance(space, str) else space
     return run_search(
         task=task,
         space=space,
-        strategy=create_strategy(strategy, space, seed=seed),
+        strategy=create_strategy(strategy, space, seed=seed, **(strategy_config or {})),
         estimator=estimator or InstantEstimator(),
         budget=kwargs.pop("budget", None) or Budget(trials=trials),
         seed=seed,
@@ -164,8 +164,11 @@ def test_it_stops_when_a_grid_is_exhausted(iris):
 
 
 def test_it_says_exhausted_when_the_last_grid_points_are_infeasible(iris):
-    # width 64 breaks the limit; whatever the grid order, the search ends by exhaustion.
-    result = search(iris, space=TinySpace(), strategy="grid", trials=10, constraints=Constraints(max_params=100))
+    # width 64 breaks the limit and comes last in the unshuffled grid.
+    result = search(
+        iris, space=TinySpace(), strategy="grid", strategy_config={"shuffle": False}, trials=10,
+        constraints=Constraints(max_params=100),
+    )
     assert result.stopped_because == "search space exhausted"
     assert [o.arch["width"] for o in result.outcomes if o.state == INFEASIBLE] == [64]
 
@@ -216,6 +219,19 @@ def test_it_trains_end_to_end(iris):
     assert result.best is not None and isinstance(result.best.model, nn.Module)
     assert [o.model for o in result.outcomes if o is not result.best] == [None, None]
     assert result.best.objective == max(o.objective for o in result.outcomes)
+
+
+def test_it_keeps_the_trainers_scores_for_a_pruned_trial(iris):
+    def prune_second_epoch(number, step, metrics):
+        if step == 2:
+            raise TrialPruned()
+
+    estimator = create_estimator("train", epochs=3, threads=1, device="cpu")
+    result = search(iris, estimator=estimator, trials=1, callbacks=Callbacks(on_epoch=prune_second_epoch))
+    (outcome,) = result.outcomes
+    assert outcome.state == PRUNED
+    assert outcome.metrics["epochs"] == 2 and outcome.metrics["pruned"] is True
+    assert outcome.objective == outcome.metrics["val_acc"]
 
 
 def test_it_is_deterministic_for_a_seed(iris):
