@@ -105,6 +105,7 @@ def propose(
     """Up to `n` statically feasible candidates (each with its constraint values) and the
     infeasible ones met on the way, already numbered, in the order they were proposed."""
     space = strategy.space
+    strategy.bind_task(task)
     history = list(history)
     accepted: list[tuple[Candidate, dict]] = []
     infeasible: list[Outcome] = []

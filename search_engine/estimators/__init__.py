@@ -1,4 +1,4 @@
-from . import training  # noqa: F401  (registers the estimators)
+from . import tabular, training, zero_cost  # noqa: F401  (registers the estimators)
 from .base import Estimator
 
 __all__ = ["Estimator"]

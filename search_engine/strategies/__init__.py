@@ -1,4 +1,4 @@
-from . import evolution, hyperband, random_search, reinforce, tpe  # noqa: F401  (registers)
+from . import evolution, hyperband, random_search, reinforce, tpe, zc_prescreen  # noqa: F401  (registers)
 from .base import Strategy
 
 __all__ = ["Strategy"]

@@ -23,6 +23,7 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     max_resample = 100  # attempts to find an architecture not yet in the history
+    needs_task = False  # True for strategies that score candidates on data (zc_prescreen)
 
     def __init__(self, space: SearchSpace, seed: int = 0, **config: Any):
         self.space = space
@@ -35,6 +36,10 @@ class Strategy(ABC):
     @abstractmethod
     def ask(self, history: list[TrialRecord], n: int = 1) -> list[Candidate]:
         """Up to `n` new candidates given every trial so far (pending ones included)."""
+
+    def bind_task(self, task) -> Strategy:
+        """Give the strategy the task's data; only data-aware strategies keep it."""
+        return self
 
     def tell(self, record: TrialRecord) -> None:  # noqa: B027  (optional hook, not abstract)
         """Optional hook; strategies here derive everything from the history instead."""
