@@ -1,0 +1,322 @@
+"""Page forms. The new-experiment form builds its inputs from the engine registries and leaves
+every rule to the engine (Option.coerce) and to the API's ExperimentSerializer, so a config the
+page accepts is exactly a config the API accepts."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.db import transaction
+
+from search_engine.data import BUILTIN_DATASETS
+from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES, ConfigError
+from search_engine.runtime import DEVICES
+
+from .choices import DatasetSource
+from .models import Project
+
+REGISTRIES = {"space": SPACES, "strategy": STRATEGIES, "estimator": ESTIMATORS}
+CONSTRAINT_FIELDS = ("max_params", "max_flops", "max_size_mb", "max_latency_ms")
+BUILTIN_PREFIX = "builtin:"
+# Serializer fields that map one to one onto a form field of the same name.
+DIRECT_FIELDS = (
+    "name",
+    "description",
+    "space",
+    "strategy",
+    "estimator",
+    "budget_trials",
+    "budget_wall_time_s",
+    "parallelism",
+    "seed",
+    "device",
+)
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = ["name", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+def option_field_name(kind: str, component: str, option: str) -> str:
+    return f"{kind}__{component}__{option}"
+
+
+def _option_form_field(described: dict) -> forms.Field:
+    """A typed input for one registry option; ranges become browser hints only, the engine
+    decides (Option.coerce) so the rules live in one place."""
+    kind, default, choices = described["type"], described["default"], described["choices"]
+    hint = described["help"]
+    bounds = [
+        f"min {described['min']:g}" if described["min"] is not None else "",
+        f"max {described['max']:g}" if described["max"] is not None else "",
+    ]
+    help_text = "; ".join(p for p in [hint, *bounds, f"default {_show(default)}"] if p)
+    attrs = {k: described[k] for k in ("min", "max") if described[k] is not None}
+    if kind == "bool":
+        return forms.BooleanField(required=False, initial=default, help_text=help_text)
+    if choices is not None and kind == "list":
+        return forms.MultipleChoiceField(
+            required=False,
+            initial=default,
+            help_text=help_text,
+            choices=[(c, c) for c in choices],
+            widget=forms.CheckboxSelectMultiple,
+        )
+    if choices is not None:
+        return forms.TypedChoiceField(
+            required=False,
+            initial=default,
+            help_text=help_text,
+            choices=[(c, c) for c in choices],
+            coerce=type(choices[0]) if choices else str,
+        )
+    if kind == "int":
+        return forms.IntegerField(
+            required=False,
+            initial=default,
+            help_text=help_text,
+            widget=forms.NumberInput(attrs={**attrs, "step": 1}),
+        )
+    if kind == "float":
+        return forms.FloatField(
+            required=False,
+            initial=default,
+            help_text=help_text,
+            widget=forms.NumberInput(attrs={**attrs, "step": "any"}),
+        )
+    if kind == "list":
+        initial = ", ".join(map(str, default or []))
+        help_text += "; comma-separated, or a JSON array"
+        return forms.CharField(required=False, initial=initial, help_text=help_text)
+    return forms.CharField(required=False, initial=default, help_text=help_text)
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "empty"
+    return str(value)
+
+
+class ExperimentForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    dataset = forms.ChoiceField(
+        help_text="A dataset of this project, or a built-in one (added to the project)."
+    )
+    space = forms.ChoiceField(label="Search space")
+    strategy = forms.ChoiceField(label="Search strategy")
+    estimator = forms.ChoiceField(label="Performance estimation")
+    max_params = forms.IntegerField(
+        required=False,
+        label="Max parameters",
+        widget=forms.NumberInput(attrs={"min": 1, "placeholder": "no limit"}),
+    )
+    max_flops = forms.IntegerField(
+        required=False,
+        label="Max FLOPs",
+        widget=forms.NumberInput(attrs={"min": 1, "placeholder": "no limit"}),
+    )
+    max_size_mb = forms.FloatField(
+        required=False,
+        label="Max size (MB)",
+        widget=forms.NumberInput(attrs={"min": 0, "step": "any", "placeholder": "no limit"}),
+    )
+    max_latency_ms = forms.FloatField(
+        required=False,
+        label="Max latency (ms)",
+        help_text="median batch-1 forward pass, measured after training",
+        widget=forms.NumberInput(attrs={"min": 0, "step": "any", "placeholder": "no limit"}),
+    )
+    budget_trials = forms.IntegerField(initial=20, label="Trials", widget=forms.NumberInput(attrs={"min": 1}))
+    budget_wall_time_s = forms.IntegerField(
+        required=False,
+        label="Wall time (s)",
+        widget=forms.NumberInput(attrs={"min": 1, "placeholder": "no limit"}),
+    )
+    parallelism = forms.IntegerField(
+        initial=1, help_text="trials running at the same time", widget=forms.NumberInput(attrs={"min": 1})
+    )
+    seed = forms.IntegerField(initial=0, widget=forms.NumberInput(attrs={"min": 0}))
+    device = forms.ChoiceField(choices=[(d, d) for d in DEVICES], initial="cpu")
+    start_now = forms.BooleanField(required=False, initial=True, label="Start right away")
+
+    def __init__(self, project: Project, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+        self.datasets = list(project.datasets.all())
+        have = {d.builtin_name for d in self.datasets if d.source == DatasetSource.BUILTIN}
+        self.fields["dataset"].choices = [
+            (
+                "Project datasets",
+                [(str(d.pk), f"{d.name} ({d.kind}, {d.num_rows} rows)") for d in self.datasets],
+            ),
+            (
+                "Built-in",
+                [
+                    (BUILTIN_PREFIX + name, f"{name}: {text}")
+                    for name, text in BUILTIN_DATASETS.items()
+                    if name not in have
+                ],
+            ),
+        ]
+        self.descriptions = {kind: registry.describe() for kind, registry in REGISTRIES.items()}
+        for kind, described in self.descriptions.items():
+            self.fields[kind].choices = [(name, name) for name in described]
+            for component, info in described.items():
+                for option, option_info in info["options"].items():
+                    field = _option_form_field(option_info)
+                    field.label = option
+                    self.fields[option_field_name(kind, component, option)] = field
+        self.fields["space"].initial = "mlp" if "mlp" in SPACES.entries else None
+        self.fields["strategy"].initial = "random" if "random" in STRATEGIES.entries else None
+        self.fields["estimator"].initial = "train" if "train" in ESTIMATORS.entries else None
+
+    # -- rendering ---------------------------------------------------------------------------
+    def component_groups(self) -> list[dict]:
+        """Per registry: the select and, per component, its help and option inputs (the page
+        shows only the selected component's options)."""
+        groups = []
+        for kind, described in self.descriptions.items():
+            groups.append(
+                {
+                    "kind": kind,
+                    "field": self[kind],
+                    "components": [
+                        {
+                            "name": name,
+                            "help": info["help"],
+                            "fields": [self[option_field_name(kind, name, opt)] for opt in info["options"]],
+                        }
+                        for name, info in described.items()
+                    ],
+                }
+            )
+        return groups
+
+    # -- validation ----------------------------------------------------------------------------
+    def clean(self):
+        data = super().clean()
+        for kind, registry in REGISTRIES.items():
+            name = data.get(kind)
+            if not name:
+                continue
+            config = {}
+            for option_name, option in registry.get(name).options.items():
+                field_name = option_field_name(kind, name, option_name)
+                raw = data.get(field_name)
+                if raw is None or raw == "" or (option.type is list and raw == []):
+                    continue  # left empty: the engine's default applies
+                if option.type is list and isinstance(raw, str) and raw.lstrip().startswith("["):
+                    # A JSON array, for lists whose items are not plain words (e.g. architectures).
+                    try:
+                        raw = json.loads(raw)
+                    except ValueError as exc:
+                        self.add_error(field_name, f"not a valid JSON array: {exc}")
+                        continue
+                try:
+                    config[option_name] = option.coerce(option_name, raw)
+                except ConfigError as exc:
+                    self.add_error(field_name, exc.reason)
+            data[f"{kind}_config"] = config
+        data["constraints"] = {k: data[k] for k in CONSTRAINT_FIELDS if data.get(k) is not None}
+        return data
+
+    def payload(self, dataset_id: int | None) -> dict:
+        data = self.cleaned_data
+        payload = {k: data.get(k) for k in DIRECT_FIELDS}
+        payload.update(
+            {
+                "project": self.project.pk,
+                "dataset": dataset_id,
+                **{
+                    key: data.get(key)
+                    for key in ("space_config", "strategy_config", "estimator_config", "constraints")
+                },
+            }
+        )
+        return {k: v for k, v in payload.items() if v is not None}
+
+    def save(self, request):
+        """Validate (the form's types and the engine's option rules, then the API's serializer,
+        so every error shows at once) and create the draft through the serializer. None, with
+        the errors added to the fields, when anything is refused. A built-in dataset picked here
+        is added to the project in the same transaction, so a refused form leaves nothing behind."""
+        from .api.serializers import ExperimentSerializer
+
+        self.is_valid()
+        with transaction.atomic():
+            dataset_id = self._dataset_id(request) if "dataset" in self.cleaned_data else None
+            serializer = ExperimentSerializer(data=self.payload(dataset_id), context={"request": request})
+            if not serializer.is_valid():
+                self._add_api_errors(serializer.errors)
+            if self.errors:
+                transaction.set_rollback(True)
+                return None
+            return serializer.save()  # the serializer records request.user as created_by
+
+    def _dataset_id(self, request) -> int | None:
+        choice = self.cleaned_data["dataset"]
+        if not choice.startswith(BUILTIN_PREFIX):
+            return int(choice)
+        from .api.serializers import DatasetSerializer
+
+        name = choice.removeprefix(BUILTIN_PREFIX)
+        serializer = DatasetSerializer(
+            data={
+                "project": self.project.pk,
+                "name": name,
+                "source": DatasetSource.BUILTIN,
+                "builtin_name": name,
+            },
+            context={"request": request},
+        )
+        if not serializer.is_valid():
+            self._add_api_errors({"dataset": _flatten(serializer.errors)})
+            return None
+        return serializer.save().pk
+
+    def _add_api_errors(self, errors: dict) -> None:
+        """Put each API error next to the input it is about: `strategy_config: ["population_size:
+        must be >= 2"]` goes to that option's input, `constraints` to the limit's input."""
+        for key, messages in errors.items():
+            if isinstance(messages, dict):  # nested: {"constraints": {"max_params": [...]}}
+                for sub, sub_messages in messages.items():
+                    self._add_api_errors({f"{key}.{sub}": sub_messages})
+                continue
+            for message in map(str, _flatten(messages)):
+                field = self._field_for(key, message)
+                if field is not None and field in self.errors:
+                    continue  # the form already says what is wrong with this input
+                prefix, sep, rest = message.partition(": ")
+                if sep and field is not None and field.endswith(prefix):
+                    message = rest  # the input already names the option
+                self.add_error(field, message)
+
+    def _field_for(self, key: str, message: str) -> str | None:
+        prefix, _, rest = message.partition(":")
+        if key.endswith("_config") and key[: -len("_config")] in REGISTRIES:
+            kind = key[: -len("_config")]
+            candidate = option_field_name(
+                kind, self.cleaned_data.get(kind, ""), key.partition(".")[2] or prefix.strip()
+            )
+            return candidate if candidate in self.fields else kind
+        if key.startswith("constraints"):
+            sub = key.partition(".")[2] or prefix.strip()
+            return sub if sub in CONSTRAINT_FIELDS else None
+        if key in self.fields:
+            return key
+        return None
+
+
+def _flatten(messages) -> list:
+    if isinstance(messages, dict):
+        return [f"{k}: {m}" for k, v in messages.items() for m in _flatten(v)]
+    if isinstance(messages, (list, tuple)):
+        return [m for item in messages for m in _flatten(item)]
+    return [messages]

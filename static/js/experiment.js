@@ -1,0 +1,484 @@
+// Experiment page: REST snapshot + websocket deltas -> Plotly charts, trial table, status.
+// Nothing polls: after the snapshot every change arrives as an event; a gap or a reconnect
+// re-syncs from the snapshot API.
+import {
+  SequencedStream, escapeHtml, fmtCompact, fmtFixed, fmtInt, fmtScore, getJSON, liveLabel,
+  openSocket, pageData, paretoFront, postJSON, throttle,
+} from "./live.js";
+
+const page = pageData();
+const TERMINAL = ["completed", "pruned", "infeasible", "failed", "cancelled"];
+const TERMINAL_STATUSES = ["completed", "failed", "cancelled"];
+const MAX_ROWS = 300;          // table rows rendered at once; the filter narrows the rest
+const FINISHED_CURVES = 8;     // finished trials' curves kept (faded) beside the running ones
+const COLORS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626", "#4b5563"];
+const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+
+const state = {
+  experiment: null,
+  trials: new Map(),   // id -> trial summary
+  curves: new Map(),   // trial id -> [{step, ...values}]
+  sort: { key: "number", dir: 1 },
+  filter: { state: "", text: "" },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+function reset(snapshot) {
+  state.experiment = snapshot.experiment;
+  state.trials = new Map(snapshot.trials.map((t) => [t.id, t]));
+  state.curves = new Map(Object.entries(snapshot.curves || {}).map(([id, points]) => [Number(id), points]));
+  scheduleRender(...ALL_PARTS);
+}
+
+// Each handler updates the state and returns the parts of the page it changed: an epoch only
+// redraws the learning curves, not the five charts and the table.
+const handlers = {
+  "trial.created": (e) => { state.trials.set(e.trial.id, e.trial); return ["status", "table"]; },
+  "trial.started": (e) => { state.trials.set(e.trial.id, e.trial); return ["status", "table", "curves"]; },
+  "trial.finished": (e) => { state.trials.set(e.trial.id, e.trial); return ALL_PARTS; },
+  "trial.epoch": (e) => {
+    const points = state.curves.get(e.trial_id) || [];
+    const point = { step: e.step, ...e.values };
+    const at = points.findIndex((p) => p.step === e.step);
+    if (at >= 0) points[at] = point; else points.push(point);
+    state.curves.set(e.trial_id, points);
+    const trial = state.trials.get(e.trial_id);
+    if (trial && trial.state === "queued") {
+      trial.state = "running";
+      return ["curves", "status", "table"];
+    }
+    return ["curves"];
+  },
+  "experiment.status": (e) => {
+    const wasTerminal = TERMINAL_STATUSES.includes(state.experiment.status);
+    state.experiment = { ...state.experiment, ...e.experiment_state };
+    // The best model is exported when the experiment finishes: fetch the download list then.
+    if (!wasTerminal && TERMINAL_STATUSES.includes(state.experiment.status)) loadArtifacts();
+    return ["status"];
+  },
+};
+
+function apply(event) {
+  const handler = handlers[event.type];
+  if (!handler || !state.experiment) return;
+  scheduleRender(...handler(event));
+}
+
+const stream = new SequencedStream({ load: () => getJSON(page.snapshotUrl), apply, reset });
+
+// ---------------------------------------------------------------------------------------------
+// Derived data
+
+function trialList() {
+  return Array.from(state.trials.values()).sort((a, b) => a.number - b.number);
+}
+
+function metric(trial, key) {
+  if (key === "objective") return trial.objective;
+  if (key === "number" || key === "state" || key === "duration_s") return trial[key];
+  return trial.metrics ? trial.metrics[key] : undefined;
+}
+
+function countsBudget(trial) {
+  // Statically infeasible candidates were never trained and cost no budget (as on the server).
+  return TERMINAL.includes(trial.state) && !(trial.state === "infeasible" && !trial.started_at);
+}
+
+function scored(trials) {
+  return trials.filter((t) => t.state === "completed" && t.objective != null);
+}
+
+function bestOf(trials) {
+  let best = null;
+  for (const t of scored(trials)) if (!best || t.objective > best.objective) best = t;
+  return best;
+}
+
+function trialUrl(id) {
+  return page.trialUrl.replace(/0\/$/, `${id}/`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering (coalesced: at most one pass every 100 ms however many events arrive)
+
+const ALL_PARTS = ["status", "results", "curves", "table"];
+const dirty = new Set();
+const renderSoon = throttle(render, 100);
+
+function scheduleRender(...parts) {
+  for (const part of parts) dirty.add(part);
+  renderSoon();
+}
+
+function render() {
+  if (!state.experiment) return;
+  const trials = trialList();
+  if (dirty.has("status")) renderStatus(trials);
+  if (dirty.has("results")) {
+    renderScore(trials);
+    renderTradeoff(trials, "params", "chart-params", "Parameters", "max_params", "log");
+    renderTradeoff(trials, "latency_ms", "chart-latency", "Latency (ms, batch 1)", "max_latency_ms", "linear");
+    renderParcoords(trials);
+  }
+  if (dirty.has("curves")) renderCurves(trials);
+  if (dirty.has("table")) renderTable(trials);
+  dirty.clear();
+}
+
+function renderStatus(trials) {
+  const exp = state.experiment;
+  const badge = document.getElementById("status-badge");
+  badge.textContent = exp.status;
+  badge.className = `badge badge-${exp.status}`;
+  const message = document.getElementById("status-message");
+  message.textContent = exp.status_message || "";
+  message.hidden = !exp.status_message;
+  message.classList.toggle("status-failed", exp.status === "failed");
+
+  const budget = exp.budget_trials || page.budgetTrials;
+  const done = trials.filter(countsBudget).length;
+  document.getElementById("progress-bar").style.width = `${Math.min(100, (100 * done) / budget)}%`;
+  document.getElementById("progress").setAttribute("aria-valuenow", String(done));
+  document.getElementById("progress-label").textContent = `${done} / ${budget} trials`;
+  document.getElementById("count-running").textContent = trials.filter((t) => t.state === "running").length;
+  document.getElementById("count-bad").textContent =
+    `${trials.filter((t) => t.state === "failed").length} / ${trials.filter((t) => t.state === "infeasible").length}`;
+  const best = bestOf(trials);
+  document.getElementById("best-score").textContent = best ? fmtScore(best.objective) : "—";
+  document.getElementById("best-trial").innerHTML = best
+    ? `<a href="${trialUrl(best.id)}">#${best.number}</a>` : "—";
+
+  document.querySelectorAll("#controls button[data-action]").forEach((button) => {
+    const allowed = (page.actionStatuses[button.dataset.action] || []).includes(exp.status);
+    button.hidden = !allowed;
+  });
+}
+
+function baseLayout(extra = {}) {
+  return {
+    margin: { l: 56, r: 16, t: 10, b: 44 },
+    font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2530" },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "#fff",
+    hovermode: "closest",
+    legend: { orientation: "h", y: 1.12, x: 0, font: { size: 11 } },
+    xaxis: { gridcolor: "#eef1f4", zeroline: false },
+    yaxis: { gridcolor: "#eef1f4", zeroline: false },
+    ...extra,
+  };
+}
+
+function emptyNote(text) {
+  return [{ text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { color: "#8a94a3", size: 13 } }];
+}
+
+function react(id, data, layout) {
+  const element = document.getElementById(id);
+  if (!element) return;
+  Plotly.react(element, data, layout, PLOT_CONFIG);
+  if (!element.dataset.clickBound) {
+    element.dataset.clickBound = "1";
+    element.on("plotly_click", (ev) => {
+      const id = ev.points && ev.points[0] && ev.points[0].customdata;
+      if (typeof id === "number") location.href = trialUrl(id);
+    });
+  }
+}
+
+function hoverText(t) {
+  return `#${t.number} · ${t.state}<br>score ${fmtScore(t.objective)}` +
+    (t.metrics && t.metrics.params != null ? `<br>params ${fmtInt(t.metrics.params)}` : "") +
+    (t.metrics && t.metrics.latency_ms != null ? `<br>latency ${fmtFixed(t.metrics.latency_ms)} ms` : "");
+}
+
+function renderScore(trials) {
+  const withScore = trials.filter((t) => t.objective != null && ["completed", "pruned", "infeasible"].includes(t.state));
+  const byState = (s) => withScore.filter((t) => t.state === s);
+  const trace = (list, name, color, symbol = "circle") => ({
+    type: "scatter", mode: "markers", name,
+    x: list.map((t) => t.number), y: list.map((t) => t.objective),
+    customdata: list.map((t) => t.id), text: list.map(hoverText), hoverinfo: "text",
+    marker: { color, size: 8, symbol, line: { width: 1, color: "#fff" } },
+  });
+  const bestX = [];
+  const bestY = [];
+  let best = -Infinity;
+  for (const t of scored(trials)) {
+    if (t.objective > best) best = t.objective;
+    bestX.push(t.number);
+    bestY.push(best);
+  }
+  const data = [
+    trace(byState("completed"), "completed", "#2563eb"),
+    trace(byState("pruned"), "pruned", "#f59e0b", "diamond"),
+    trace(byState("infeasible"), "infeasible", "#9ca3af", "x"),
+    { type: "scatter", mode: "lines", name: "best so far", x: bestX, y: bestY, line: { color: "#16a34a", width: 2, shape: "hv" }, hoverinfo: "skip" },
+  ];
+  const last = trials.length ? trials[trials.length - 1].number : 0;
+  react("chart-score", data, baseLayout({
+    xaxis: { title: { text: "trial" }, gridcolor: "#eef1f4", zeroline: false, tickformat: "d",
+      range: [-0.5, Math.max(last, 1) + 0.5], dtick: last > 20 ? undefined : 1 },
+    yaxis: { title: { text: "score (val acc)" }, gridcolor: "#eef1f4", zeroline: false },
+    annotations: withScore.length ? [] : emptyNote("Waiting for the first finished trial"),
+  }));
+}
+
+function renderTradeoff(trials, key, elementId, label, limitKey, axisType) {
+  const points = trials.filter((t) => t.objective != null && t.metrics && t.metrics[key] != null
+    && ["completed", "infeasible"].includes(t.state));
+  const feasible = points.filter((t) => t.state === "completed");
+  const infeasible = points.filter((t) => t.state !== "completed");
+  const front = paretoFront(feasible.map((t) => ({ x: t.metrics[key], y: t.objective, t })));
+  const frontIds = new Set(front.map((p) => p.t.id));
+  const others = feasible.filter((t) => !frontIds.has(t.id));
+  const marker = (color, symbol = "circle", size = 8) => ({ color, size, symbol, line: { width: 1, color: "#fff" } });
+  const data = [
+    { type: "scatter", mode: "markers", name: "trials", x: others.map((t) => t.metrics[key]), y: others.map((t) => t.objective),
+      customdata: others.map((t) => t.id), text: others.map(hoverText), hoverinfo: "text", marker: marker("#93c5fd") },
+    { type: "scatter", mode: "markers", name: "over a limit", x: infeasible.map((t) => t.metrics[key]), y: infeasible.map((t) => t.objective),
+      customdata: infeasible.map((t) => t.id), text: infeasible.map(hoverText), hoverinfo: "text", marker: marker("#9ca3af", "x") },
+    { type: "scatter", mode: "lines+markers", name: "Pareto front", x: front.map((p) => p.x), y: front.map((p) => p.y),
+      customdata: front.map((p) => p.t.id), text: front.map((p) => hoverText(p.t)), hoverinfo: "text",
+      line: { color: "#dc2626", width: 2, shape: "hv" }, marker: marker("#dc2626", "circle", 10) },
+  ];
+  const limit = (page.constraints || {})[limitKey];
+  const shapes = [];
+  const annotations = points.length ? [] : emptyNote("Waiting for measured trials");
+  if (limit != null) {
+    shapes.push({ type: "line", xref: "x", yref: "paper", x0: limit, x1: limit, y0: 0, y1: 1, line: { color: "#dc2626", dash: "dash", width: 1.5 } });
+    annotations.push({ xref: "x", yref: "paper", x: axisType === "log" ? Math.log10(limit) : limit, y: 1, text: `limit ${fmtCompact(limit)}`,
+      showarrow: false, xanchor: "right", yanchor: "top", font: { color: "#dc2626", size: 11 } });
+  }
+  const xs = points.map((t) => t.metrics[key]).concat(limit != null ? [limit] : []);
+  const ticks = axisType === "log" ? logTicks(xs) : null;
+  react(elementId, data, baseLayout({
+    xaxis: { title: { text: label }, type: axisType, gridcolor: "#eef1f4", zeroline: false,
+      ...(ticks ? { tickvals: ticks, ticktext: ticks.map(fmtCompact) } : {}) },
+    yaxis: { title: { text: "score (val acc)" }, gridcolor: "#eef1f4", zeroline: false },
+    shapes, annotations,
+  }));
+}
+
+/** 1-2-5 tick values covering `values` on a log axis (Plotly's own minor labels crowd). */
+function logTicks(values) {
+  const positive = values.filter((v) => v > 0);
+  if (!positive.length) return null;
+  const lo = Math.floor(Math.log10(Math.min(...positive)));
+  const hi = Math.ceil(Math.log10(Math.max(...positive)));
+  const ticks = [];
+  for (let e = lo; e <= hi; e += 1) for (const m of [1, 2, 5]) ticks.push(m * 10 ** e);
+  return ticks;
+}
+
+function curveKey(points) {
+  for (const key of ["val_acc", "val_accuracy", "accuracy"]) if (points.some((p) => p[key] != null)) return key;
+  const first = points.find((p) => Object.keys(p).some((k) => k !== "step"));
+  return first ? Object.keys(first).find((k) => k !== "step") : "val_acc";
+}
+
+function renderCurves(trials) {
+  const byId = new Map(trials.map((t) => [t.id, t]));
+  const running = [];
+  const finished = [];
+  for (const [id, points] of state.curves) {
+    const trial = byId.get(id);
+    if (!trial || !points.length) continue;
+    (trial.state === "running" ? running : finished).push([trial, points]);
+  }
+  finished.sort((a, b) => b[0].number - a[0].number);
+  const key = curveKey([...running, ...finished].flatMap(([, p]) => p));
+  const trace = ([trial, points], live) => {
+    const sorted = [...points].sort((a, b) => a.step - b.step);
+    return {
+      type: "scatter", mode: "lines+markers", name: `#${trial.number}${live ? " (running)" : ""}`,
+      x: sorted.map((p) => p.step), y: sorted.map((p) => p[key]),
+      customdata: sorted.map(() => trial.id), hovertemplate: `#${trial.number} epoch %{x}: %{y:.4f}<extra></extra>`,
+      line: { color: COLORS[trial.number % COLORS.length], width: live ? 2.5 : 1.5 },
+      marker: { size: live ? 7 : 6 },
+      opacity: live ? 1 : 0.55,
+    };
+  };
+  const maxStep = Math.max(0, ...[...running, ...finished].flatMap(([, p]) => p.map((q) => q.step)));
+  const data = [
+    ...finished.slice(0, FINISHED_CURVES).reverse().map((c) => trace(c, false)),
+    ...running.map((c) => trace(c, true)),
+  ];
+  react("chart-curves", data, baseLayout({
+    showlegend: data.length > 0 && data.length <= 10,
+    xaxis: { title: { text: "epoch" }, gridcolor: "#eef1f4", zeroline: false, dtick: maxStep > 20 ? undefined : 1,
+      range: [0.5, Math.max(maxStep, 1) + 0.5] },
+    yaxis: { title: { text: key }, gridcolor: "#eef1f4", zeroline: false },
+    annotations: data.length ? [] : emptyNote("Curves appear while trials train"),
+  }));
+}
+
+function renderParcoords(trials) {
+  const done = scored(trials);
+  const choices = { ...(page.choices || {}) };
+  // Labels the space did not announce (should not happen) get axes from the observed values.
+  for (const t of done) for (const label of Object.keys(t.arch || {})) {
+    if (!choices[label]) choices[label] = [];
+    if (!choices[label].some((v) => JSON.stringify(v) === JSON.stringify(t.arch[label]))) {
+      if (!(page.choices || {})[label]) choices[label].push(t.arch[label]);
+    }
+  }
+  const labels = Object.keys(choices).filter((label) => choices[label].length > 1);
+  const dimensions = labels.map((label) => {
+    const values = choices[label];
+    const keys = values.map((v) => JSON.stringify(v));
+    return {
+      label,
+      range: [0, values.length - 1],
+      tickvals: values.map((_, i) => i),
+      ticktext: values.map((v) => String(v)),
+      values: done.map((t) => keys.indexOf(JSON.stringify((t.arch || {})[label]))),
+    };
+  });
+  const scores = done.map((t) => t.objective);
+  dimensions.push({ label: "score", values: scores, tickformat: ".3f" });
+  const element = document.getElementById("chart-parcoords");
+  if (!done.length) {
+    Plotly.react(element, [], baseLayout({ xaxis: { visible: false }, yaxis: { visible: false },
+      annotations: emptyNote("Each finished trial becomes one line across its architecture choices") }), PLOT_CONFIG);
+    return;
+  }
+  const narrow = element.clientWidth < 640;
+  Plotly.react(element, [{
+    type: "parcoords",
+    labelangle: narrow ? -35 : 0,
+    labelside: narrow ? "bottom" : "top",
+    line: { color: scores, colorscale: "Viridis", showscale: false },
+    dimensions,
+  }], { margin: { l: 50, r: 50, t: narrow ? 20 : 40, b: narrow ? 60 : 20 }, paper_bgcolor: "rgba(0,0,0,0)",
+    font: { family: "system-ui, sans-serif", size: 11, color: "#1d2530" } }, PLOT_CONFIG);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trial table: sort and filter client-side over the snapshot
+
+function archText(trial) {
+  return Object.entries(trial.arch || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+}
+
+function renderTable(trials) {
+  const { key, dir } = state.sort;
+  const text = state.filter.text.trim().toLowerCase();
+  let rows = trials;
+  if (state.filter.state) rows = rows.filter((t) => t.state === state.filter.state);
+  if (text) {
+    rows = rows.filter((t) => `#${t.number} ${t.number} ${t.state} ${archText(t)} ${t.error || ""}`.toLowerCase().includes(text));
+  }
+  rows = [...rows].sort((a, b) => {
+    const va = metric(a, key);
+    const vb = metric(b, key);
+    if (va == null && vb == null) return a.number - b.number;
+    if (va == null) return 1;   // missing values last in both directions
+    if (vb == null) return -1;
+    if (va < vb) return -dir;
+    if (va > vb) return dir;
+    return a.number - b.number;
+  });
+  const best = bestOf(trials);
+  const shown = rows.slice(0, MAX_ROWS);
+  const body = document.getElementById("trial-rows");
+  if (!shown.length) {
+    body.innerHTML = `<tr><td colspan="9" class="empty">${trials.length ? "No trial matches the filter." : "No trials yet."}</td></tr>`;
+  } else {
+    body.innerHTML = shown.map((t) => {
+      const m = t.metrics || {};
+      return `<tr data-trial="${t.id}" class="${best && best.id === t.id ? "best" : ""}">` +
+        `<td class="num"><a href="${trialUrl(t.id)}">${t.number}</a></td>` +
+        `<td><span class="badge badge-${escapeHtml(t.state)}">${escapeHtml(t.state)}</span></td>` +
+        `<td class="num">${fmtScore(t.objective)}</td>` +
+        `<td class="num">${fmtScore(m.test_acc)}</td>` +
+        `<td class="num">${fmtInt(m.params)}</td>` +
+        `<td class="num">${fmtCompact(m.flops)}</td>` +
+        `<td class="num">${fmtFixed(m.latency_ms)}</td>` +
+        `<td class="num">${fmtFixed(t.duration_s, 1)}</td>` +
+        `<td class="arch" title="${escapeHtml(archText(t))}">${escapeHtml(archText(t))}</td></tr>`;
+    }).join("");
+  }
+  const more = rows.length > shown.length ? ` (showing ${shown.length}; filter to narrow)` : "";
+  document.getElementById("trial-count").textContent = `${rows.length} of ${trials.length}${more}`;
+}
+
+function bindTable() {
+  document.querySelectorAll("#trial-table th[data-sort]").forEach((th) => {
+    th.addEventListener("click", () => {
+      const key = th.dataset.sort;
+      state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : (key === "number" || key === "state" ? 1 : -1) };
+      document.querySelectorAll("#trial-table th[data-sort]").forEach((h) => h.classList.remove("sorted-asc", "sorted-desc"));
+      th.classList.add(state.sort.dir > 0 ? "sorted-asc" : "sorted-desc");
+      scheduleRender("table");
+    });
+  });
+  document.querySelector('#trial-table th[data-sort="number"]').classList.add("sorted-asc");
+  document.getElementById("state-filter").addEventListener("change", (e) => { state.filter.state = e.target.value; scheduleRender("table"); });
+  document.getElementById("text-filter").addEventListener("input", (e) => { state.filter.text = e.target.value; scheduleRender("table"); });
+  document.getElementById("trial-rows").addEventListener("click", (e) => {
+    const row = e.target.closest("tr[data-trial]");
+    if (row && !e.target.closest("a")) location.href = trialUrl(row.dataset.trial);
+  });
+}
+
+const KIND_LABEL = { model_zip: "Model package (ZIP)", retrained_zip: "Retrained model package (ZIP)" };
+
+async function loadArtifacts() {
+  // finalize_experiment exports the model before it marks the experiment finished, so by the
+  // time the terminal status arrives the artifact is there.
+  let list;
+  try { list = await getJSON(page.artifactsUrl); } catch (err) { console.warn(err); return; }
+  const items = list.results || list;
+  if (!items.length) return;
+  document.getElementById("artifact-list").innerHTML = items.map((a) =>
+    `<li><a class="btn btn-secondary btn-small" href="/api/artifacts/${a.id}/download/">Download</a>` +
+    `<span>${escapeHtml(KIND_LABEL[a.kind] || a.kind)}</span>` +
+    `<span class="muted small">${(a.size_bytes / 1e6).toFixed(1)} MB</span></li>`).join("");
+  document.getElementById("artifacts").hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controls: POST to the API (the forms still work without JavaScript)
+
+function bindControls() {
+  document.querySelectorAll("#controls form[data-action]").forEach((form) => {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const action = form.dataset.action;
+      if (action === "cancel" && !confirm("Cancel this experiment? Running trials stop within seconds.")) return;
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        const res = await postJSON(`${page.apiUrl}${action}/`);
+        if (res.ok && res.body) {
+          state.experiment = { ...state.experiment, ...res.body };
+          scheduleRender("status");
+        } else {
+          alert((res.body && res.body.detail) || `Could not ${action} (HTTP ${res.status}).`);
+        }
+      } finally {
+        button.disabled = false;
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+bindTable();
+bindControls();
+const liveState = document.getElementById("live-state");
+// The snapshot loads once the socket is open (the consumer joins the group before accepting),
+// so every event after the snapshot's seq reaches us; every reconnect re-syncs the same way.
+openSocket(page.wsPath, {
+  onOpen: () => stream.resync(),
+  onEvent: (event) => stream.push(event),
+  onState: (s, wait) => {
+    liveLabel(liveState, s, wait);
+    // No socket yet: still show the data (a later open re-syncs).
+    if ((s === "reconnecting" || s === "denied") && !stream.loaded && !stream.syncing) stream.resync();
+  },
+});
+window.nasExperiment = state;   // for debugging in the console and for the browser test
