@@ -3,7 +3,7 @@
     from search_engine import load_builtin, create_space, create_strategy, create_estimator, run_search
 """
 
-from . import estimators, spaces, strategies  # noqa: F401  (fills the registries)
+from . import estimators, oneshot, spaces, strategies  # noqa: F401  (fills the registries)
 from .constraints import Constraints, count_flops, count_params, measure_latency_ms, model_size_mb
 from .data import BUILTIN_DATASETS, DatasetError, load_builtin, load_dataset
 from .estimators.base import Estimator

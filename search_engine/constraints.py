@@ -92,7 +92,7 @@ class Constraints:
                 raise ConfigError(field, f"must be a positive number, got {value!r}")
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Constraints":
+    def from_dict(cls, d: dict | None) -> Constraints:
         d = dict(d or {})
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 Architecture = dict[str, Any]
 """A plain JSON-serialisable mapping of choice label to value."""
@@ -65,7 +66,7 @@ class TrialRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrialRecord":
+    def from_dict(cls, d: dict) -> TrialRecord:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
