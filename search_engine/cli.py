@@ -24,6 +24,7 @@ import torch
 from . import data, export
 from .constraints import Constraints
 from .loop import Callbacks, Outcome, SearchResult, counts_against_budget, run_search
+from .oneshot import ONESHOT, create_oneshot, fixed_strategy_config
 from .pareto import pareto_front, parse_objectives
 from .registry import (
     ESTIMATORS,
@@ -66,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{kind}-opt", action="append", default=[], metavar="KEY=VALUE",
             help=f"an option of the {kind} (repeatable; see `list`)",
         )
+    parts.add_argument("--oneshot", default=None,
+                       help="run a one-shot method (supernet, darts) first and retrain its top architectures "
+                            "as the trials (replaces --strategy)")
+    parts.add_argument("--oneshot-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option of the one-shot method (repeatable; see `list`)")
+    parts.add_argument("--fresh", action="store_true",
+                       help="one-shot: start over instead of resuming from OUT/oneshot/checkpoint.pt")
     parts.add_argument("--epochs", type=int, default=None, help="sets the estimator's `epochs` option")
     parts.add_argument("--objectives", default=DEFAULT_OBJECTIVES,
                        help=f"Pareto front objectives, key:max|min, comma separated (default: {DEFAULT_OBJECTIVES})")
@@ -128,6 +136,7 @@ def catalogue() -> dict:
         "spaces": SPACES.describe(),
         "strategies": STRATEGIES.describe(),
         "estimators": ESTIMATORS.describe(),
+        "oneshot": ONESHOT.describe(),
         "datasets": builtin_datasets(),
     }
 
@@ -141,7 +150,7 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(cat, indent=2, default=_json_default))
         return 0
-    for section in ("spaces", "strategies", "estimators"):
+    for section in ("spaces", "strategies", "estimators", "oneshot"):
         print(f"{section}:")
         for name, entry in cat[section].items():
             print(f"  {name}" + (f"  - {entry['help']}" if entry["help"] else ""))
@@ -234,12 +243,28 @@ def cmd_run(args) -> int:
     task = data.load_dataset(spec)
     # A space that cannot take this data (nb201 on a table) says so before the search starts.
     space.build(space.sample(np.random.default_rng(args.seed)), task)
-    out = args.out or Path("runs") / f"{task.name}-{args.space}-{args.strategy}-seed{args.seed}"
+    method = args.oneshot or args.strategy
+    out = args.out or Path("runs") / f"{task.name}-{args.space}-{method}-seed{args.seed}"
+    say = (lambda *a, **k: None) if args.quiet else print
+    oneshot_result = None
+    if args.oneshot:
+        job = create_oneshot(args.oneshot, space, seed=args.seed, **parse_key_values("oneshot-opt", args.oneshot_opt))
+        say(f"one-shot {args.oneshot}: training on {task.name}, checkpoints in {out / 'oneshot'}")
+        oneshot_result = job.run(
+            task, report_progress=lambda step, values: say(oneshot_line(step, values)),
+            checkpoint_dir=out / "oneshot", resume=not args.fresh,
+        )
+        say(f"one-shot {args.oneshot}: {oneshot_result.stopped_because} after {oneshot_result.cost_s:.1f}s; "
+            f"retraining its top {len(oneshot_result.top_archs)} architectures")
+        # The job's top architectures become the trials: training, constraints, export and the
+        # Pareto front then work exactly as for any other search.
+        strategy = create_strategy("fixed", space, seed=args.seed, **fixed_strategy_config(oneshot_result, space))
+        trials = min(trials, len(oneshot_result.top_archs))
 
     config = {
         "dataset": spec,
         "space": {"name": args.space, "config": space.config},
-        "strategy": {"name": args.strategy, "config": strategy.config},
+        "strategy": {"name": strategy.name, "config": strategy.config},
         "estimator": {"name": args.estimator, "config": estimator.config},
         "constraints": constraints.to_dict(),
         "budget": {"trials": trials, "wall_time_s": wall_time},
@@ -248,9 +273,10 @@ def cmd_run(args) -> int:
         "threads": args.threads,
         "seed": args.seed,
     }
-    say = (lambda *a, **k: None) if args.quiet else print
+    if oneshot_result is not None:
+        config["oneshot"] = {"name": args.oneshot, "config": job.config}
     say(f"dataset {task.name}: {_dataset_line(task)}")
-    say(f"space {args.space} ({_cardinality(space)}), strategy {args.strategy}, estimator {args.estimator}, "
+    say(f"space {args.space} ({_cardinality(space)}), strategy {strategy.name}, estimator {args.estimator}, "
         f"{trials} trials" + (f", wall time {wall_time:g}s" if wall_time else ""))
 
     progress = Progress(space, trials, quiet=args.quiet)
@@ -294,6 +320,7 @@ def cmd_run(args) -> int:
         ],
         "wall_time_s": round(result.wall_time_s, 3),
         "stopped_because": result.stopped_because,
+        "oneshot": oneshot_result.to_dict() if oneshot_result is not None else None,
     }
     results_path = out / "results.json"
     results_path.write_text(json.dumps(_jsonable(results), indent=2, default=_json_default) + "\n")
@@ -319,6 +346,12 @@ def cmd_run(args) -> int:
           f"test samples, re-measured from {exported['files'].get('torchscript', 'the export')}"
           + (f" ({others})" if others else ""))
     return 0
+
+
+def oneshot_line(step: int, values: dict) -> str:
+    keys = ("epoch", "supernet_loss", "supernet_acc", "val_acc", "genotype", "skip_fraction", "best_val_acc")
+    shown = "  ".join(f"{k} {_fmt(k, values[k])}" for k in keys if k in values)
+    return f"  [{values.get('phase', 'train')} {step}] {shown}"
 
 
 def _dataset_line(task) -> str:

@@ -159,3 +159,26 @@ def test_it_exits_2_on_a_bad_dataset(tmp_path, capsys):
 def test_it_refuses_two_data_sources(tmp_path, capsys):
     code, _, err = run_cli(capsys, *TINY_RUN, "--npz", str(tmp_path / "x.npz"))
     assert code == 2 and "dataset: give exactly one of --dataset, --csv, --npz, --zip" in err
+
+
+def test_it_runs_a_one_shot_job_then_retrains_its_top_architectures(tmp_path, capsys):
+    out = tmp_path / "oneshot"
+    argv = ["run", "--dataset", "digits", "--space", "nb201", "--space-opt", "C=4",
+            "--oneshot", "supernet", "--oneshot-opt", "epochs=1", "--oneshot-opt", "top_k=2",
+            "--oneshot-opt", "cycles=4", "--oneshot-opt", "population_size=4", "--oneshot-opt", "sample_size=2",
+            "--epochs", "1", "--seed", "0", "--out", str(out)]  # fmt: skip
+    code, stdout, _ = run_cli(capsys, *argv)
+
+    assert code == 0, stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["oneshot"]["method"] == "supernet"
+    assert results["config"]["strategy"]["name"] == "fixed"
+    retrained = [t["arch"] for t in results["trials"] if t["state"] == "completed"]
+    assert retrained == [entry["arch"] for entry in results["oneshot"]["top_archs"]][: len(retrained)]
+    assert len(retrained) == 2
+    assert (out / "oneshot" / "checkpoint.pt").exists()
+
+    # Running the same command again resumes from the checkpoint instead of training again.
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 0
+    assert json.loads((out / "results.json").read_text())["oneshot"]["top_archs"] == results["oneshot"]["top_archs"]
