@@ -9,8 +9,10 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.db.models import F
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from .choices import (
@@ -71,6 +73,54 @@ class Project(models.Model):
         role = self.role_of(user)
         return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
 
+    # -- members (views check that `by` is an owner; these keep the rules and the log) -----------
+    def add_member(self, user, role: str, by=None) -> Membership:
+        """Invite an existing user. Already a member: AlreadyMember (change_role is the verb for that)."""
+        _check_role(role)
+        with transaction.atomic():
+            membership, created = Membership.objects.get_or_create(project=self, user=user, defaults={"role": role})
+            if not created:
+                raise AlreadyMember(
+                    f"{user.get_username()} is already a member ({membership.role}); change their role instead."
+                )
+            ActivityLog.record(self, by, ActivityVerb.MEMBER_INVITED, user, role=role)
+        return membership
+
+    def change_role(self, user, role: str, by=None) -> Membership:
+        """Membership.DoesNotExist when `user` is not a member; LastOwner when it would leave none."""
+        _check_role(role)
+        with transaction.atomic():
+            membership = self.memberships.select_for_update().get(user=user)
+            if membership.role == role:
+                return membership
+            self._keep_an_owner(user, role)
+            previous, membership.role = membership.role, role
+            membership.save(update_fields=["role"])
+            ActivityLog.record(self, by, ActivityVerb.MEMBER_ROLE_CHANGED, user, role=role, previous_role=previous)
+        return membership
+
+    def set_member_role(self, user, role: str, by=None) -> Membership:
+        """Add `user` with `role`, or give an existing member that role (the API's POST members/)."""
+        try:
+            return self.add_member(user, role, by)
+        except AlreadyMember:
+            return self.change_role(user, role, by)
+
+    def remove_member(self, user, by=None) -> None:
+        """Membership.DoesNotExist when `user` is not a member; LastOwner for the only owner."""
+        with transaction.atomic():
+            membership = self.memberships.select_for_update().get(user=user)
+            self._keep_an_owner(user, None)
+            membership.delete()
+            ActivityLog.record(self, by, ActivityVerb.MEMBER_REMOVED, user, role=membership.role)
+
+    def _keep_an_owner(self, user, new_role) -> None:
+        # Lock the owners' rows: two owners demoting (or removing) each other at once must not
+        # both succeed and leave the project with nobody who can manage it.
+        owners = list(self.memberships.select_for_update().filter(role=Role.OWNER).values_list("user_id", flat=True))
+        if new_role != Role.OWNER and owners == [user.pk]:
+            raise LastOwner("A project needs at least one owner; make someone else owner first.")
+
 
 class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
@@ -122,9 +172,25 @@ class Dataset(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            return super().save(*args, **kwargs)
+        # Every path that adds a dataset (API, upload page, admin) names its creator on the row,
+        # so the log entry is written here, in the same transaction as the row.
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            ActivityLog.record(self.project_id, self.created_by, ActivityVerb.DATASET_UPLOADED, self,
+                               source=self.source)  # fmt: skip
+
     @property
     def in_use(self) -> bool:
         return self.experiments.exists()
+
+    def delete_by(self, user) -> None:
+        """Delete and log who did. ProtectedError (experiments use it) rolls the log entry back too."""
+        with transaction.atomic():
+            ActivityLog.record(self.project_id, user, ActivityVerb.DATASET_DELETED, self, source=self.source)
+            self.delete()
 
     def describe_from_task(self, task) -> None:
         info = task.describe()
@@ -184,6 +250,18 @@ class Experiment(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            return super().save(*args, **kwargs)
+        # The form, the API and clones all create through here and name the creator on the row.
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if self.cloned_from_id:
+                ActivityLog.record(self.project_id, self.created_by, ActivityVerb.EXPERIMENT_CLONED, self,
+                                   source=self.cloned_from_id, source_name=self.cloned_from.name)  # fmt: skip
+            else:
+                ActivityLog.record(self.project_id, self.created_by, ActivityVerb.EXPERIMENT_CREATED, self)
+
     # -- verbs ---------------------------------------------------------------------------------
     def _transition(self, allowed: tuple, new_status: str, **fields) -> None:
         """Conditional update: two clicks (or a click and a worker) racing on the same row
@@ -197,25 +275,29 @@ class Experiment(models.Model):
             raise StateError(f"cannot go from {self.status} to {new_status}")
         self.refresh_from_db()
 
-    def start(self) -> None:
+    # `by` is the user who asked (None for the system); the activity log names them.
+    def start(self, by=None) -> None:
         from .tasks import enqueue_advance
 
         self._transition((ExperimentStatus.DRAFT,), ExperimentStatus.QUEUED, started_at=timezone.now())
         transaction.on_commit(lambda: enqueue_advance(self.pk))
         self.announce_status()
+        ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_STARTED, self)
 
-    def pause(self) -> None:
+    def pause(self, by=None) -> None:
         self._transition(ACTIVE_STATUSES, ExperimentStatus.PAUSED)
         self.announce_status()
+        ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_PAUSED, self)
 
-    def resume(self) -> None:
+    def resume(self, by=None) -> None:
         from .tasks import enqueue_advance
 
         self._transition((ExperimentStatus.PAUSED,), ExperimentStatus.QUEUED)
         transaction.on_commit(lambda: enqueue_advance(self.pk))
         self.announce_status()
+        ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_RESUMED, self)
 
-    def cancel(self) -> None:
+    def cancel(self, by=None) -> None:
         self._transition(
             (ExperimentStatus.DRAFT, ExperimentStatus.QUEUED, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED),
             ExperimentStatus.CANCELLED,
@@ -224,6 +306,7 @@ class Experiment(models.Model):
         # Running trials see the status at their next epoch and stop themselves.
         self.trials.filter(state=TrialState.QUEUED).update(state=TrialState.CANCELLED, finished_at=timezone.now())
         self.announce_status()
+        ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_CANCELLED, self)
 
     def finish(self, status: str, message: str = "") -> bool:
         """Move to a terminal status unless already there (a duplicate finalize does nothing)."""
@@ -413,6 +496,9 @@ class TrialMetric(models.Model):
         ordering = ["trial_id", "step"]
         constraints = [models.UniqueConstraint(fields=["trial", "step"], name="one_point_per_step")]
 
+    def __str__(self):
+        return f"{self.trial_id}@{self.step}"
+
 
 # Artifacts ----------------------------------------------------------------------------------------
 def artifact_upload_path(instance: Artifact, filename: str) -> str:
@@ -439,3 +525,212 @@ class Artifact(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self):
+        return f"{self.get_kind_display()} of experiment {self.experiment_id}"
+
+    def record_download(self, user) -> None:
+        """Log that `user` downloaded this file (every download view calls this)."""
+        experiment = self.experiment
+        description = f"{self.get_kind_display()} of {experiment.name}"
+        if self.trial_id:
+            description += f" (trial #{self.trial.number})"
+        ActivityLog.record(experiment.project_id, user, ActivityVerb.MODEL_DOWNLOADED, self, description=description,
+                           experiment=experiment.pk, trial=self.trial_id, kind=self.kind)  # fmt: skip
+
+
+# Members, activity and comments --------------------------------------------------------------------
+class MembershipError(StateError):
+    """A membership change the rules forbid (the API answers 409, the pages show the message)."""
+
+
+class AlreadyMember(MembershipError):
+    pass
+
+
+class LastOwner(MembershipError):
+    pass
+
+
+class NoSuchUser(LookupError):
+    """No account matches what was typed; the message says what was looked for."""
+
+
+def _check_role(role: str) -> None:
+    if role not in Role.values:
+        raise ValueError(f"unknown role {role!r} (one of {', '.join(Role.values)})")
+
+
+def find_user(username_or_email: str):
+    """The user with this username or else, when it looks like an email address, the one with this
+    email (case-insensitive: people type addresses as they like). Raises NoSuchUser."""
+    typed = username_or_email.strip()
+    users = get_user_model().objects
+    user = users.filter(username=typed).first()
+    if user is not None or "@" not in typed:
+        if user is None:
+            raise NoSuchUser(f"no user called {typed!r}")
+        return user
+    matches = list(users.filter(email__iexact=typed)[:2])
+    if not matches:
+        raise NoSuchUser(f"no user with the email {typed!r}")
+    if len(matches) > 1:
+        raise NoSuchUser(f"several users have the email {typed!r}; invite one of them by username")
+    return matches[0]
+
+
+class ActivityVerb(models.TextChoices):
+    # The label reads after the actor's name: "olivia started experiment “Digits MLP”".
+    EXPERIMENT_CREATED = "experiment.created", "created experiment"
+    EXPERIMENT_CLONED = "experiment.cloned", "cloned an experiment into"
+    EXPERIMENT_STARTED = "experiment.started", "started experiment"
+    EXPERIMENT_PAUSED = "experiment.paused", "paused experiment"
+    EXPERIMENT_RESUMED = "experiment.resumed", "resumed experiment"
+    EXPERIMENT_CANCELLED = "experiment.cancelled", "cancelled experiment"
+    DATASET_UPLOADED = "dataset.uploaded", "added dataset"
+    DATASET_DELETED = "dataset.deleted", "deleted dataset"
+    MODEL_DOWNLOADED = "model.downloaded", "downloaded"
+    MEMBER_INVITED = "member.invited", "invited"
+    MEMBER_ROLE_CHANGED = "member.role_changed", "changed the role of"
+    MEMBER_REMOVED = "member.removed", "removed"
+    COMMENT_POSTED = "comment.posted", "commented on"
+
+
+class ActivityLogQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(project__in=Project.objects.for_user(user))
+
+
+class ActivityLog(models.Model):
+    """Who did what in a project. Rows are written by the verbs (and the download views) in the
+    transaction that does the thing, so a rolled-back action leaves no entry."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="activity")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")  # fmt: skip
+    actor_name = models.CharField(max_length=150, blank=True)  # kept when the account is deleted
+    verb = models.CharField(max_length=30, choices=ActivityVerb.choices)
+    # What it was done to, described as it was then: the row itself may be gone since.
+    target_type = models.CharField(max_length=30, blank=True)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ActivityLogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+
+    def __str__(self):
+        return f"{self.actor} {self.summary}"
+
+    @classmethod
+    def record(cls, project, user, verb: str, target=None, *, description: str = "", **details) -> ActivityLog:
+        """Log `user` doing `verb` to `target` (a model instance) in `project` (instance or id).
+        `description` overrides str(target); `details` are kept as JSON."""
+        if user is not None and not user.is_authenticated:
+            user = None
+        return cls.objects.create(
+            project_id=getattr(project, "pk", project),
+            user=user,
+            actor_name=user.get_username() if user is not None else "",
+            verb=verb,
+            target_type=target._meta.model_name if target is not None else "",
+            target_id=target.pk if target is not None else None,
+            target_repr=(description or (str(target) if target is not None else ""))[:200],
+            details=details,
+        )
+
+    @property
+    def actor(self) -> str:
+        return self.actor_name or "NAS Studio"
+
+    @property
+    def action(self) -> str:
+        return ActivityVerb(self.verb).label if self.verb in ActivityVerb.values else self.verb
+
+    @property
+    def suffix(self) -> str:
+        details = self.details or {}
+        if self.verb == ActivityVerb.MEMBER_INVITED:
+            return f" as {details.get('role')}"
+        if self.verb == ActivityVerb.MEMBER_ROLE_CHANGED:
+            return f" from {details.get('previous_role')} to {details.get('role')}"
+        if self.verb == ActivityVerb.EXPERIMENT_CLONED and details.get("source_name"):
+            return f" from “{details['source_name']}”"
+        if self.verb == ActivityVerb.COMMENT_POSTED and details.get("excerpt"):
+            return f": “{details['excerpt']}”"
+        return ""
+
+    @property
+    def summary(self) -> str:
+        return f"{self.action} {self.target_repr}{self.suffix}".strip()
+
+    @property
+    def target_url(self) -> str:
+        """A page about the target, when there is one (it may have been deleted since)."""
+        details = self.details or {}
+        try:
+            if self.target_type == "experiment":
+                return reverse("experiment-detail", args=[self.target_id])
+            if self.target_type == "dataset" and self.verb != ActivityVerb.DATASET_DELETED:
+                return reverse("dataset-detail", args=[self.target_id])
+            if self.target_type == "trial":
+                return reverse("trial-detail", args=[self.target_id])
+            if details.get("trial"):
+                return reverse("trial-detail", args=[details["trial"]])
+            if details.get("experiment"):
+                return reverse("experiment-detail", args=[details["experiment"]])
+        except NoReverseMatch:
+            pass
+        return ""
+
+
+class CommentQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(project__in=Project.objects.for_user(user))
+
+
+class Comment(models.Model):
+    """A note on an experiment, or on one of its trials. Every member may comment (viewers read
+    and discuss); the author or an owner may delete."""
+
+    MAX_LENGTH = 5000
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comments")  # for scoping
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="comments")
+    trial = models.ForeignKey(Trial, null=True, blank=True, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField(max_length=MAX_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CommentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["experiment", "trial", "created_at"])]
+
+    def __str__(self):
+        return f"{self.author} on {self.experiment_id}: {self.body[:40]}"
+
+    @classmethod
+    def post(cls, author, experiment: Experiment, body: str, trial: Trial | None = None) -> Comment:
+        if trial is not None and trial.experiment_id != experiment.pk:
+            raise ValueError("the trial belongs to another experiment")
+        with transaction.atomic():
+            comment = cls.objects.create(
+                project_id=experiment.project_id, experiment=experiment, trial=trial, author=author, body=body
+            )
+            target, description = experiment, experiment.name
+            if trial is not None:
+                target, description = trial, f"trial #{trial.number} of {experiment.name}"
+            excerpt = " ".join(body.split())
+            ActivityLog.record(
+                experiment.project_id, author, ActivityVerb.COMMENT_POSTED, target, description=description,
+                comment=comment.pk, experiment=experiment.pk, excerpt=excerpt[:80] + ("…" if len(excerpt) > 80 else ""),
+            )  # fmt: skip
+        return comment
+
+    def can_be_deleted_by(self, user, role: str | None) -> bool:
+        return role == Role.OWNER or (self.author_id is not None and self.author_id == user.pk)

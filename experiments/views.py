@@ -102,7 +102,7 @@ def experiment_new(request, pk: int):
         start = form.cleaned_data.get("start_now")
         if start:
             with transaction.atomic():
-                experiment.start()
+                experiment.start(by=request.user)
         messages.success(
             request,
             f"Experiment “{experiment.name}” created" + (" and started." if start else " as a draft."),
@@ -174,7 +174,7 @@ def experiment_action(request, pk: int, action: str):
         # One transaction, as in the API: the status change commits before the worker message
         # goes out (start/resume enqueue on commit) and cancel's two updates land together.
         with transaction.atomic():
-            getattr(experiment, action)()
+            getattr(experiment, action)(by=request.user)
     except StateError as exc:
         messages.error(request, f"Cannot {action}: {exc}.")
     return redirect("experiment-detail", pk=experiment.pk)

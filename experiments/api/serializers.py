@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -26,6 +27,7 @@ MAX_PARALLELISM = 64
 CONSTRAINT_FIELDS = ("max_params", "max_flops", "max_size_mb", "max_latency_ms")
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class UserProjectField(serializers.PrimaryKeyRelatedField):
     """A project of the requesting user: anyone else's reads as "does not exist", not "forbidden"."""
 
@@ -78,16 +80,32 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 # Datasets ---------------------------------------------------------------------------------------
 class DatasetSerializer(serializers.ModelSerializer):
+    """Built-ins by name ({"source": "builtin", "builtin_name": "iris"}); uploads either in one
+    multipart request ({"source": "csv", "file": ..., "options": '{"target": "species"}'}) or by
+    the `upload_token` of POST /api/datasets/preview/. Every upload is loaded before it is saved."""
+
     project = UserProjectField()
+    name = serializers.CharField(max_length=100, required=False, help_text="Defaults to the file's name.")
+    source = serializers.ChoiceField(
+        choices=DatasetSource.choices, required=False,
+        help_text="builtin, csv, npz or zip; for uploads, guessed from the file name when left out.",
+    )  # fmt: skip
+    file = serializers.FileField(
+        write_only=True, required=False, help_text="One-step upload (multipart): the CSV, NPZ or ZIP itself."
+    )
+    upload_token = serializers.CharField(
+        write_only=True, required=False, help_text="From POST /api/datasets/preview/: saves the previewed file."
+    )
+    file_name = serializers.SerializerMethodField()
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     in_use = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
         fields = [
-            "id", "project", "name", "source", "builtin_name", "options", "checksum", "size_bytes", "kind",
-            "input_shape", "num_classes", "class_names", "class_counts", "num_rows", "in_use", "created_by",
-            "created_at",
+            "id", "project", "name", "source", "builtin_name", "options", "file", "upload_token", "file_name",
+            "checksum", "size_bytes", "kind", "input_shape", "num_classes", "class_names", "class_counts",
+            "num_rows", "in_use", "created_by", "created_at",
         ]  # fmt: skip
         read_only_fields = [
             "id", "checksum", "size_bytes", "kind", "input_shape", "num_classes", "class_names", "class_counts",
@@ -98,18 +116,16 @@ class DatasetSerializer(serializers.ModelSerializer):
         annotated = getattr(dataset, "experiment_count", None)
         return dataset.in_use if annotated is None else annotated > 0
 
+    def get_file_name(self, dataset) -> str:
+        return dataset.file.name.rsplit("/", 1)[-1] if dataset.file else ""
+
     def get_fields(self):
         fields = super().get_fields()
         if self.instance is not None and not isinstance(self.instance, list | tuple):
             # What a dataset is can not change under the experiments that used it; its name can.
-            for name in ("project", "source", "builtin_name", "options"):
+            for name in ("project", "source", "builtin_name", "options", "file", "upload_token"):
                 fields[name].read_only = True
         return fields
-
-    def validate_source(self, value):
-        if value != DatasetSource.BUILTIN:
-            raise serializers.ValidationError("only built-in datasets can be added through the API for now")
-        return value
 
     def validate_builtin_name(self, value):
         from search_engine.data import BUILTIN_DATASETS
@@ -128,8 +144,20 @@ class DatasetSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         if self.instance is not None:
             return attrs
+        from .permissions import require_role
+
+        # Before any file is stored or loaded: a viewer's upload must cost nothing.
+        require_role(attrs["project"], self.context["request"].user, Role.EDITOR)
+        upload, token = attrs.pop("file", None), attrs.pop("upload_token", None)
+        self._staged = None
+        source = attrs.get("source")
+        if source is None and upload is None and not token:
+            source = attrs["source"] = DatasetSource.BUILTIN
+        if source != DatasetSource.BUILTIN:
+            return self._validate_upload(attrs, upload, token)
         from search_engine.data import load_dataset
 
+        attrs.setdefault("name", attrs.get("builtin_name", ""))
         spec = {"builtin": attrs.get("builtin_name", ""), **attrs.get("options", {})}
         try:
             self._task = load_dataset(spec)
@@ -139,11 +167,88 @@ class DatasetSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({field: [message]}) from None
         return attrs
 
+    def _validate_upload(self, attrs, upload, token):
+        from search_engine.data import DatasetError
+
+        from .. import uploads
+
+        if attrs.get("builtin_name"):
+            raise serializers.ValidationError({"builtin_name": ["only built-in datasets have one"]})
+        try:
+            staged = uploads.staged_upload(user=self.context["request"].user, project=attrs["project"],
+                                           source=attrs.get("source"), file=upload, token=token)  # fmt: skip
+        except uploads.UploadError as exc:
+            raise serializers.ValidationError(exc.as_dict()) from None
+        try:
+            options = uploads.clean_options(staged.source, attrs.get("options"))
+            self._task = uploads.load_staged(staged, options)
+        except (uploads.UploadError, DatasetError) as exc:
+            staged.discard()  # nothing of a refused upload is kept
+            error = uploads.rejection(exc, staged.file) if isinstance(exc, DatasetError) else exc
+            raise serializers.ValidationError(error.as_dict()) from None
+        attrs.update(source=staged.source, options=options)
+        attrs.setdefault("name", uploads.default_name(staged.file))
+        self._staged = staged
+        return attrs
+
     def create(self, validated_data):
-        dataset = Dataset(created_by=self.context["request"].user, **validated_data)
+        user = self.context["request"].user
+        if self._staged is not None:
+            from ..uploads import save_dataset
+
+            return save_dataset(self._staged, project=validated_data["project"], name=validated_data["name"],
+                                options=validated_data["options"], task=self._task, user=user)  # fmt: skip
+        dataset = Dataset(created_by=user, **validated_data)
         dataset.describe_from_task(self._task)
         dataset.save()
         return dataset
+
+
+class DatasetPreviewSerializer(serializers.Serializer):
+    """POST /api/datasets/preview/: a file (multipart), or the upload_token of an earlier preview
+    with other options (another CSV target, another image size)."""
+
+    project = UserProjectField()
+    source = serializers.ChoiceField(
+        choices=[c for c in DatasetSource.choices if c[0] != DatasetSource.BUILTIN], required=False,
+        help_text="csv, npz or zip; guessed from the file name when left out.",
+    )  # fmt: skip
+    file = serializers.FileField(required=False)
+    upload_token = serializers.CharField(required=False)
+    options = serializers.JSONField(required=False, help_text='Loader options, e.g. {"target": "species"}.')
+
+    def validate(self, attrs):
+        from .. import uploads
+        from .permissions import require_role
+
+        user = self.context["request"].user
+        require_role(attrs["project"], user, Role.EDITOR)
+        try:
+            staged = uploads.staged_upload(user=user, project=attrs["project"], source=attrs.get("source"),
+                                           file=attrs.get("file"), token=attrs.get("upload_token"))  # fmt: skip
+            attrs["preview"] = uploads.build_preview(staged, attrs.get("options"))
+        except uploads.UploadError as exc:
+            raise serializers.ValidationError(exc.as_dict()) from None
+        return attrs
+
+
+class DatasetPreviewResponseSerializer(serializers.Serializer):
+    """Documentation only: uploads.build_preview makes the body."""
+
+    upload_token = serializers.CharField(help_text="Give it to POST /api/datasets/ to save this file.")
+    expires_at = serializers.DateTimeField()
+    file = serializers.CharField()
+    source = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    options = serializers.DictField(help_text="The options used, with the CSV target picked by default.")
+    csv = serializers.DictField(allow_null=True, help_text="columns, kinds, missing, distinct, rows, n_rows, "
+                                                         "suggested_target (CSV only)")  # fmt: skip
+    dataset = serializers.DictField(allow_null=True, help_text="kind, input_shape, num_classes, num_rows, "
+                                                             "sizes, classes [{name, count}], imbalance")  # fmt: skip
+    samples = serializers.ListField(child=serializers.DictField(), help_text="[{class, images: [PNG data URIs]}]")
+    problem = serializers.DictField(allow_null=True, help_text="{file, field, reason} when the chosen CSV "
+                                                             "target does not work")  # fmt: skip
 
 
 # Experiments ------------------------------------------------------------------------------------

@@ -6,16 +6,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import compare, datasets, team, views
 
 app_name = "api"
 
 router = DefaultRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
-router.register("datasets", views.DatasetViewSet, basename="dataset")
+router.register("datasets", datasets.DatasetViewSet, basename="dataset")
 router.register("experiments", views.ExperimentViewSet, basename="experiment")
 router.register("trials", views.TrialViewSet, basename="trial")
 router.register("artifacts", views.ArtifactViewSet, basename="artifact")
+router.register("comments", team.CommentViewSet, basename="comment")
 
 urlpatterns = [
     path("registry/", views.RegistryView.as_view(), name="registry"),
@@ -23,5 +24,12 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    # Compare and exports (experiments/api/compare.py), before the router so "compare" is no id.
+    path("experiments/compare/", compare.CompareView.as_view(), name="experiment-compare"),
+    path("experiments/<int:pk>/trials.csv", compare.TrialExportView.as_view(), {"fmt": "csv"},
+         name="experiment-trials-csv"),  # fmt: skip
+    path("experiments/<int:pk>/trials.json", compare.TrialExportView.as_view(), {"fmt": "json"},
+         name="experiment-trials-json"),  # fmt: skip
+    path("projects/<int:pk>/activity/", team.ProjectActivityView.as_view(), name="project-activity"),
     path("", include(router.urls)),
 ]

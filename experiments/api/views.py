@@ -25,9 +25,10 @@ from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES
 
 from .. import broadcast
 from ..choices import TERMINAL_STATUSES, ExperimentStatus, Role, TrialState
-from ..models import Artifact, Dataset, Experiment, Membership, Project, StateError, Trial, TrialMetric
+from ..models import Artifact, Experiment, Membership, Project, StateError, Trial, TrialMetric
 from . import serializers as s
-from .filters import DatasetFilter, ExperimentFilter, NullsLastOrderingFilter, TrialFilter
+from . import team
+from .filters import ExperimentFilter, NullsLastOrderingFilter, TrialFilter
 from .permissions import ProjectRole, require_role, role_subquery
 
 log = logging.getLogger(__name__)
@@ -109,18 +110,20 @@ class ProjectViewSet(ScopedViewSet, viewsets.ModelViewSet):
         except ProtectedError:  # an experiment created meanwhile
             raise Conflict("The project changed while it was being deleted; try again.") from None
 
-    @extend_schema(request=s.MemberWriteSerializer, responses={200: s.MemberSerializer(many=True)})
+    @extend_schema(request=team.MemberInviteSerializer, responses={200: s.MemberSerializer(many=True), 409: CONFLICT})
     @action(detail=True, methods=["get", "post"])
     def members(self, request, pk=None):
-        """GET lists the members; POST {"username", "role"} adds a member or changes a role (owners)."""
+        """GET lists the members; POST {"username" or "email", "role"} adds a member or changes a
+        role (owners)."""
         project = self.get_object()
         if request.method == "POST":
-            serializer = s.MemberWriteSerializer(data=request.data)
+            serializer = team.MemberInviteSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
-            user, role = serializer.validated_data["username"], serializer.validated_data["role"]
-            with transaction.atomic():
-                self._keep_an_owner(project, user, role)
-                Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+            try:
+                project.set_member_role(serializer.validated_data["user"], serializer.validated_data["role"],
+                                        by=request.user)  # fmt: skip
+            except StateError as exc:  # the last owner
+                raise Conflict(str(exc)) from None
         members = project.memberships.select_related("user").order_by("user__username")
         return Response(s.MemberSerializer(members, many=True).data)
 
@@ -128,53 +131,19 @@ class ProjectViewSet(ScopedViewSet, viewsets.ModelViewSet):
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<username>[^/]+)")
     def remove_member(self, request, pk=None, username=None):
         project = self.get_object()
-        with transaction.atomic():
-            membership = project.memberships.select_related("user").filter(user__username=username).first()
+        membership = project.memberships.select_related("user").filter(user__username=username).first()
+        try:
             if membership is None:
-                return Response({"detail": f"{username!r} is not a member."}, status=status.HTTP_404_NOT_FOUND)
-            self._keep_an_owner(project, membership.user, None)
-            membership.delete()
+                raise Membership.DoesNotExist
+            project.remove_member(membership.user, by=request.user)
+        except Membership.DoesNotExist:  # also when removed meanwhile
+            return Response({"detail": f"{username!r} is not a member."}, status=status.HTTP_404_NOT_FOUND)
+        except StateError as exc:  # the last owner
+            raise Conflict(str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @staticmethod
-    def _keep_an_owner(project, user, new_role) -> None:
-        # Lock the owners' rows: two owners demoting each other at once must not both succeed.
-        owners = list(
-            project.memberships.select_for_update().filter(role=Role.OWNER).values_list("user_id", flat=True)
-        )
-        if new_role != Role.OWNER and owners == [user.pk]:
-            raise Conflict("A project needs at least one owner; make someone else owner first.")
 
-
-# Datasets ---------------------------------------------------------------------------------------
-@extend_schema_view(destroy=extend_schema(responses={204: None, 409: CONFLICT}))
-class DatasetViewSet(ScopedViewSet, viewsets.ModelViewSet):
-    """Datasets of a project (`?project=ID`). Built-ins are added by name: {"project", "name",
-    "source": "builtin", "builtin_name": "digits"}; their shape and classes are filled in."""
-
-    serializer_class = s.DatasetSerializer
-    filterset_class = DatasetFilter
-    ordering_fields = ["name", "created_at", "num_rows"]
-    ordering = ["name", "id"]
-
-    def get_queryset(self):
-        user = self.request.user
-        return (
-            Dataset.objects.for_user(user)
-            .annotate(my_role=role_subquery(user), experiment_count=Count("experiments"))
-            .select_related("created_by")
-        )
-
-    def perform_create(self, serializer):
-        role = require_role(serializer.validated_data["project"], self.request.user, Role.EDITOR)
-        serializer.save().my_role = role
-
-    def perform_destroy(self, dataset):
-        # The foreign key protects the dataset, so an experiment created meanwhile still wins.
-        try:
-            dataset.delete()
-        except ProtectedError:
-            raise Conflict("Experiments use this dataset; delete them first.") from None
+# Datasets: experiments/api/datasets.py (uploads, previews, samples) ------------------------------
 
 
 # Experiments ------------------------------------------------------------------------------------
@@ -234,7 +203,7 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
             # One transaction: the status change commits before the worker message goes out
             # (Experiment.start/resume enqueue on commit).
             with transaction.atomic():
-                getattr(experiment, verb)()
+                getattr(experiment, verb)(by=self.request.user)
         except StateError as exc:
             raise Conflict(str(exc)) from None
         return Response(self.get_serializer(experiment).data)
@@ -354,7 +323,9 @@ class ArtifactViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     def download(self, request, pk=None):
         artifact = self.get_object()
         name = artifact.file.name.rsplit("/", 1)[-1]
-        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=name)
+        response = FileResponse(artifact.file.open("rb"), as_attachment=True, filename=name)
+        artifact.record_download(request.user)  # once the file is there to be sent
+        return response
 
 
 # Registry ---------------------------------------------------------------------------------------

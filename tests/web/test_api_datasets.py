@@ -43,11 +43,12 @@ def test_it_rejects_an_unknown_builtin(owner_client, project):
     assert "digits" in response.json()["builtin_name"][0]
 
 
-def test_it_refuses_uploads_until_they_exist(owner_client, project):
+def test_it_refuses_an_upload_source_without_a_file(owner_client, project):
+    # Uploads themselves are tested in test_uploads.py.
     body = {"project": project.pk, "name": "mine", "source": "csv"}
     response = owner_client.post("/api/datasets/", body, format="json")
     assert response.status_code == 400
-    assert "source" in response.json()
+    assert "upload_token" in response.json()["file"][0]
 
 
 @pytest.mark.parametrize(("role", "expected"), [("owner", 201), ("editor", 201), ("viewer", 403), ("outsider", 400)])
