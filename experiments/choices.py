@@ -45,6 +45,14 @@ class DatasetSource(models.TextChoices):
     ZIP = "zip", "ZIP of image folders"
 
 
+class ArtifactStatus(models.TextChoices):
+    # Artifacts made on request (a trial's package, a retrained model) are background jobs.
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
 class ArtifactKind(models.TextChoices):
     MODEL_ZIP = "model_zip", "Model package (ZIP)"
     RETRAINED_ZIP = "retrained_zip", "Retrained model package (ZIP)"

@@ -21,6 +21,7 @@ from .choices import (
     TERMINAL_STATUSES,
     TERMINAL_TRIAL_STATES,
     ArtifactKind,
+    ArtifactStatus,
     DatasetSource,
     ExperimentStatus,
     Role,
@@ -230,6 +231,11 @@ class Experiment(models.Model):
     parallelism = models.PositiveSmallIntegerField(default=1)
     seed = models.PositiveIntegerField(default=0)
     device = models.CharField(max_length=10, default="cpu")
+
+    # A one-shot method (supernet / darts) that runs before the trials: {"name": ..., "config": {...}};
+    # empty for ordinary searches. Its result (top architectures) lands in oneshot_result.
+    oneshot = models.JSONField(default=dict, blank=True)
+    oneshot_result = models.JSONField(default=dict, blank=True)
 
     status = models.CharField(max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.DRAFT)
     status_message = models.TextField(blank=True)
@@ -500,6 +506,26 @@ class TrialMetric(models.Model):
         return f"{self.trial_id}@{self.step}"
 
 
+class ExperimentProgress(models.Model):
+    """Per-epoch progress of an experiment-level job (one-shot supernet / DARTS), upserted by
+    (phase, step) because a resumed job replays its last epoch."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="progress_points")
+    phase = models.CharField(max_length=20, default="train")
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["experiment_id", "phase", "step"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "phase", "step"], name="one_progress_point_per_step")
+        ]
+
+    def __str__(self):
+        return f"{self.experiment_id} {self.phase} {self.step}"
+
+
 # Artifacts ----------------------------------------------------------------------------------------
 def artifact_upload_path(instance: Artifact, filename: str) -> str:
     return f"artifacts/{instance.experiment_id}/{uuid.uuid4().hex}/{filename}"
@@ -514,11 +540,17 @@ class Artifact(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="artifacts")
     trial = models.ForeignKey(Trial, null=True, blank=True, on_delete=models.CASCADE, related_name="artifacts")
     kind = models.CharField(max_length=20, choices=ArtifactKind.choices)
-    file = models.FileField(upload_to=artifact_upload_path, max_length=300)
+    file = models.FileField(upload_to=artifact_upload_path, max_length=300, blank=True)
     size_bytes = models.BigIntegerField(default=0)
     checksum = models.CharField(max_length=64, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=ArtifactStatus.choices, default=ArtifactStatus.READY)
+    progress = models.JSONField(default=dict, blank=True)  # live state of a background export/retrain
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = ArtifactQuerySet.as_manager()
 
