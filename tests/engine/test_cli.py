@@ -44,7 +44,7 @@ def test_it_lists_as_json(capsys):
     code, out, _ = run_cli(capsys, "list", "--json")
     assert code == 0
     listing = json.loads(out)
-    assert set(listing) == {"spaces", "strategies", "estimators", "datasets"}
+    assert set(listing) == {"spaces", "strategies", "estimators", "oneshot", "datasets"}
     assert set(listing["spaces"]) == set(SPACES.names())
     assert set(listing["strategies"]) == set(STRATEGIES.names())
     epochs = listing["estimators"]["train"]["options"]["epochs"]
