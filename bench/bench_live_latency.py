@@ -24,24 +24,11 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def configure_environment() -> None:
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["NAS_DATA_DIR"] = tempfile.mkdtemp(prefix="nas-bench-")
-    run = uuid.uuid4().hex[:8]
-    os.environ["DRAMATIQ_NAMESPACE"] = f"bench-{run}"
-    os.environ["CHANNELS_PREFIX"] = f"bench-{run}"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nasweb.settings")
+from webenv import ROOT, configure_environment
 
 
 class WebsocketClient:

@@ -18,28 +18,18 @@ import argparse
 import os
 import random
 import statistics
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from webenv import configure_environment as _configure_web_environment
 
 
 def configure_environment() -> None:
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["NAS_DATA_DIR"] = tempfile.mkdtemp(prefix="nas-bench-")
-    run = uuid.uuid4().hex[:8]
-    os.environ["DRAMATIQ_NAMESPACE"] = f"bench-{run}"
-    os.environ["CHANNELS_PREFIX"] = f"bench-{run}"
-    os.environ["DEBUG"] = "false"  # production settings: no debug toolbar costs in the timings
+    _configure_web_environment(DEBUG="false")  # production settings: no debug costs in the timings
     os.environ.setdefault("SECRET_KEY", "bench-only-" + uuid.uuid4().hex)
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     os.environ.setdefault("SECURE_COOKIES", "false")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nasweb.settings")
 
 
 def fill(experiment, n: int, running: int = 8, points: int = 20) -> None:

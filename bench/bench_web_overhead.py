@@ -30,22 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from webenv import ROOT
+from webenv import configure_environment as _configure_web_environment
 
 
 def configure_environment() -> None:
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["NAS_DATA_DIR"] = tempfile.mkdtemp(prefix="nas-bench-")
-    run = uuid.uuid4().hex[:8]
-    os.environ["DRAMATIQ_NAMESPACE"] = f"bench-{run}"
-    os.environ["CHANNELS_PREFIX"] = f"bench-{run}"
-    os.environ["WORKER_TORCH_THREADS"] = "1"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nasweb.settings")
+    _configure_web_environment(WORKER_TORCH_THREADS="1")
 
 
 def main(argv=None) -> int:
