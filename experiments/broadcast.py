@@ -25,6 +25,10 @@ TRIAL_EPOCH = "trial.epoch"
 TRIAL_FINISHED = "trial.finished"
 EXPERIMENT_STATUS = "experiment.status"
 EXPERIMENT_PROGRESS = "experiment.progress"  # one-shot / DARTS jobs: supernet loss, arch weights
+# Model packages made on request (experiments/exports.py): queued, each epoch of a retrain, done.
+ARTIFACT_PROGRESS = "artifact.progress"
+ARTIFACT_READY = "artifact.ready"
+ARTIFACT_FAILED = "artifact.failed"
 
 
 def experiment_group(experiment_id: int) -> str:
@@ -65,6 +69,7 @@ def trial_summary(trial) -> dict:
         "arch": trial.arch,
         "budget": trial.budget,
         "metrics": metrics,
+        "meta": trial.meta or {},  # e.g. zc_prescreen's proxy_score, charted against accuracy
         "attempt": trial.attempt,
         "started_at": trial.started_at.isoformat() if trial.started_at else None,
         "finished_at": trial.finished_at.isoformat() if trial.finished_at else None,
@@ -123,3 +128,40 @@ def experiment_status(experiment) -> None:
 
 def experiment_progress(experiment, values: dict) -> None:
     send(experiment.pk, EXPERIMENT_PROGRESS, {"values": values})
+
+
+def artifact_summary(artifact) -> dict:
+    """An artifact as the API's ArtifactSerializer gives it (a test compares the two), so the page
+    renders an event and a REST row with the same code."""
+    from django.urls import reverse
+
+    trial = artifact.trial if artifact.trial_id else None
+    return {
+        "id": artifact.pk,
+        "experiment": artifact.experiment_id,
+        "trial": artifact.trial_id,
+        "trial_number": trial.number if trial is not None else None,
+        "kind": artifact.kind,
+        "status": artifact.status,
+        "progress": artifact.progress or {},
+        "error": artifact.error,
+        "size_bytes": artifact.size_bytes,
+        "checksum": artifact.checksum,
+        "metrics": artifact.metrics or {},
+        "created_at": artifact.created_at.isoformat() if artifact.created_at else None,
+        "finished_at": artifact.finished_at.isoformat() if artifact.finished_at else None,
+        "download_url": reverse("api:artifact-download", args=[artifact.pk]),
+    }
+
+
+def artifact_progress(artifact) -> None:
+    """A package was requested (pending), started, or finished one more epoch."""
+    send(artifact.experiment_id, ARTIFACT_PROGRESS, {"artifact": artifact_summary(artifact)})
+
+
+def artifact_ready(artifact) -> None:
+    send(artifact.experiment_id, ARTIFACT_READY, {"artifact": artifact_summary(artifact)})
+
+
+def artifact_failed(artifact) -> None:
+    send(artifact.experiment_id, ARTIFACT_FAILED, {"artifact": artifact_summary(artifact)})

@@ -129,6 +129,12 @@ def estimator_config(experiment) -> dict:
         config["device"] = experiment.device
     if "threads" in schema:
         config["threads"] = settings.WORKER_TORCH_THREADS
+    if experiment.estimator == "tabular":
+        # Stored as a table name; resolved (and checked to stay inside the benchmark folder)
+        # on the machine that reads it.
+        from .benchmarks import resolve_table
+
+        config["path"] = str(resolve_table(config.get("path", "")))
     return config
 
 
@@ -142,6 +148,19 @@ def build_constraints(experiment) -> Constraints:
         # Latency is measured where the user said the model will run.
         limits["latency_device"] = str(resolve_device(experiment.device))
     return Constraints.from_dict(limits)
+
+
+def build_oneshot(experiment, space=None):
+    """The experiment's one-shot job (supernet / DARTS), with the device the user picked and the
+    worker's torch threads (neither changes what a checkpoint holds, so a job resumes elsewhere)."""
+    from search_engine.oneshot import create_oneshot
+
+    space = space or build_space(experiment)
+    config = dict((experiment.oneshot or {}).get("config") or {})
+    if experiment.device:
+        config["device"] = experiment.device
+    config["threads"] = settings.WORKER_TORCH_THREADS
+    return create_oneshot(experiment.oneshot["name"], space, seed=experiment.seed, **config)
 
 
 @dataclass
@@ -287,6 +306,64 @@ def _named_bytes(blob: bytes, name: str):
     return ContentFile(blob, name=name)
 
 
+# One-shot checkpoints ------------------------------------------------------------------------------
+# A one-shot job writes one file, checkpoint.pt, after every epoch. With FileSystemStorage it lives
+# in the storage folder itself (shared by every worker machine that shares MEDIA_ROOT). With remote
+# storage the job writes it to a local folder, which is copied to storage after every epoch and
+# fetched from there before a resume, so a job killed on one machine resumes on another.
+def checkpoint_name(experiment_id: int) -> str:
+    return f"oneshot/{experiment_id}/checkpoint.pt"
+
+
+def _storage_path(name: str) -> Path | None:
+    try:
+        return Path(default_storage.path(name))
+    except NotImplementedError:
+        return None
+
+
+def checkpoint_dir(experiment_id: int) -> Path:
+    """The local folder the job checkpoints into (created)."""
+    local = _storage_path(checkpoint_name(experiment_id))
+    folder = local.parent if local is not None else Path(settings.DATA_DIR) / "cache" / "oneshot" / str(experiment_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def fetch_checkpoint(experiment_id: int) -> None:
+    """Remote storage only: replace the local checkpoint with the stored one (the newest anywhere)."""
+    name = checkpoint_name(experiment_id)
+    if _storage_path(name) is not None or not default_storage.exists(name):
+        return
+    folder = checkpoint_dir(experiment_id)
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+        with default_storage.open(name, "rb") as src:
+            shutil.copyfileobj(src, tmp, length=1 << 20)
+    Path(tmp.name).replace(folder / "checkpoint.pt")
+
+
+def push_checkpoint(experiment_id: int) -> None:
+    """Remote storage only: copy the local checkpoint (just written) to storage."""
+    name = checkpoint_name(experiment_id)
+    if _storage_path(name) is not None:
+        return
+    local = checkpoint_dir(experiment_id) / "checkpoint.pt"
+    if not local.exists():
+        return
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    with local.open("rb") as fh:
+        default_storage.save(name, fh)
+
+
+def delete_checkpoint(experiment_id: int) -> None:
+    name = checkpoint_name(experiment_id)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    local = checkpoint_dir(experiment_id)
+    shutil.rmtree(local, ignore_errors=True)
+
+
 # Export -------------------------------------------------------------------------------------------
 @dataclass
 class ModelPackage:
@@ -296,9 +373,13 @@ class ModelPackage:
     test_acc: float | None
 
 
-def export_package(experiment, trial, model: torch.nn.Module, search: Search, *, retrained: bool) -> ModelPackage:
-    """The downloadable ZIP of the best model: TorchScript, ONNX, safetensors weights,
-    architecture JSON (from search_engine.export) plus a MODEL_CARD.md."""
+def export_package(experiment, trial, model: torch.nn.Module, search: Search, *, retrained: bool,
+                   title: str | None = None, provenance: str | None = None,
+                   extra_results: tuple[str, ...] = ()) -> ModelPackage:
+    """The downloadable ZIP of a trained model: TorchScript, ONNX, safetensors weights,
+    architecture JSON (from search_engine.export) plus a MODEL_CARD.md. `title`, `provenance`
+    and `extra_results` adapt the card to packages other than the search's best model
+    (experiments/exports.py: any completed trial, a retrain on train+val)."""
     with tempfile.TemporaryDirectory(prefix="nas-export-") as tmp:
         folder = Path(tmp) / "model"
         engine_export.export_model(
@@ -306,7 +387,8 @@ def export_package(experiment, trial, model: torch.nn.Module, search: Search, *,
             space_config=search.space.config, task=search.task, out_dir=folder, metrics=jsonable(trial.metrics),
         )  # fmt: skip
         test_acc = _exported_test_accuracy(folder, search.task)
-        card = model_card(experiment, trial, search, test_acc=test_acc, retrained=retrained)
+        card = model_card(experiment, trial, search, test_acc=test_acc, retrained=retrained, title=title,
+                          provenance=provenance, extra_results=extra_results)
         (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
         buffer = io.BytesIO()
         files = []
@@ -346,7 +428,8 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def model_card(experiment, trial, search: Search, *, test_acc: float | None, retrained: bool) -> str:
+def model_card(experiment, trial, search: Search, *, test_acc: float | None, retrained: bool,
+               title: str | None = None, provenance: str | None = None, extra_results: tuple[str, ...] = ()) -> str:
     dataset = experiment.dataset
     metrics = trial.metrics or {}
     info = search.task.describe()
@@ -372,12 +455,20 @@ def model_card(experiment, trial, search: Search, *, test_acc: float | None, ret
     source = f"built-in `{dataset.builtin_name}`" if dataset.source == DatasetSource.BUILTIN else (
         f"uploaded {dataset.source.upper()} `{Path(dataset.file.name).name}` (sha256 {dataset.checksum or '-'})"
     )
-    weights_note = (
+    weights_note = provenance or (
         "Weights were retrained with the trial's seed because the trial's own weights were not stored."
         if retrained else "Weights are the ones the trial trained (restored best-validation epoch)."
     )
+    shape = ", ".join(str(d) for d in info["input_shape"])
+    normalize = search.task.meta.get("normalize") or {}
+    if isinstance(normalize.get("mean"), (int, float)):
+        normalize_line = f"x = (x - {normalize['mean']:.6g}) / {normalize['std']:.6g}"
+    elif normalize:
+        normalize_line = "x = (x - mean) / std, per feature, with `normalize` from `architecture.json`"
+    else:
+        normalize_line = "inputs are used as they are (no normalisation)"
     lines = [
-        f"# {experiment.name}: best model (trial #{trial.number})",
+        f"# {experiment.name}: {title or f'best model (trial #{trial.number})'}",
         "",
         f"Exported by NAS Studio from experiment {experiment.pk} in project \"{experiment.project.name}\".",
         "",
@@ -399,9 +490,11 @@ def model_card(experiment, trial, search: Search, *, test_acc: float | None, ret
         f"- Architecture: `{json.dumps(trial.arch, sort_keys=True)}`",
         "",
         "## Results",
-        f"- Validation accuracy (objective): {_fmt(trial.objective)}",
-        f"- Test accuracy (during the search): {_fmt(metrics.get('test_acc'))}",
+        f"- Validation accuracy (the search's objective, trial #{trial.number}): {_fmt(trial.objective)}",
+        f"- Test accuracy (during the search): {_fmt(metrics.get('test_acc'))}, "
+        f"test loss {_fmt(metrics.get('test_loss'))}",
         f"- Test accuracy (re-measured from the exported files): {_fmt(test_acc)}",
+        *extra_results,
         f"- {weights_note}",
         "",
         "| constraint | value | limit | within |",
@@ -409,14 +502,22 @@ def model_card(experiment, trial, search: Search, *, test_acc: float | None, ret
         *constraint_rows,
         "",
         "## Load and run",
-        "Unzip, then (the folder holds `architecture.json` and `weights.safetensors`):",
+        "Unzip, then, with PyTorch alone (TorchScript):",
         "```python",
-        "import torch; from search_engine.export import load_model",
-        "model = load_model(\"unzipped-folder\")  # or torch.jit.load(\"model.pt\"), or onnxruntime on model.onnx",
-        f"predicted_class = model(torch.zeros(1, {', '.join(str(d) for d in info['input_shape'])})).argmax(1)",
+        "import torch",
+        "model = torch.jit.load(\"model.pt\").eval()",
+        f"predicted_class = model(torch.zeros(1, {shape})).argmax(1)  # a batch of normalised inputs",
         "```",
-        "Inputs must be normalised as during training: `(x - mean) / std` with `normalize` from "
-        "`architecture.json`. `class_names` there maps class ids to labels.",
+        "or with onnxruntime and NumPy alone (ONNX, any batch size):",
+        "```python",
+        "import numpy as np, onnxruntime as ort",
+        "session = ort.InferenceSession(\"model.onnx\")",
+        f"predicted_class = session.run(None, {{\"input\": np.zeros((1, {shape}), np.float32)}})[0].argmax(1)",
+        "```",
+        f"The model expects inputs normalised as during training: `{normalize_line}` "
+        "(`normalize` in `architecture.json`, also in the ONNX metadata). `class_names` there maps class ids "
+        "to labels. With NAS Studio's engine installed, `search_engine.export.load_model(folder)` rebuilds "
+        "the PyTorch module from `architecture.json` and `weights.safetensors`.",
         "",
         "## Library versions",
         *[f"- {k} {v}" for k, v in versions.items()],

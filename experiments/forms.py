@@ -10,13 +10,23 @@ from django import forms
 from django.db import transaction
 
 from search_engine.data import BUILTIN_DATASETS
+from search_engine.oneshot import ONESHOT
 from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES, ConfigError
 from search_engine.runtime import DEVICES
 
+from .benchmarks import list_tables
 from .choices import DatasetSource
 from .models import Project
 
 REGISTRIES = {"space": SPACES, "strategy": STRATEGIES, "estimator": ESTIMATORS}
+# The "Method" select: a search strategy proposes candidates one by one, or a one-shot method
+# trains one supernet and hands its top architectures to the trials.
+METHOD_SEARCH = "search"
+ONESHOT_PREFIX = "oneshot:"
+ONESHOT_LABELS = {"supernet": "One-shot: supernet (weight sharing)", "darts": "One-shot: DARTS"}
+# One-shot options the experiment decides (its device) or the worker (torch threads).
+ONESHOT_HIDDEN_OPTIONS = ("device", "threads")
+TABULAR_PATH_FIELD = "estimator__tabular__path"
 CONSTRAINT_FIELDS = ("max_params", "max_flops", "max_size_mb", "max_latency_ms")
 BUILTIN_PREFIX = "builtin:"
 # Serializer fields that map one to one onto a form field of the same name.
@@ -110,7 +120,12 @@ class ExperimentForm(forms.Form):
         help_text="A dataset of this project, or a built-in one (added to the project)."
     )
     space = forms.ChoiceField(label="Search space")
-    strategy = forms.ChoiceField(label="Search strategy")
+    method = forms.ChoiceField(
+        label="Method", initial=METHOD_SEARCH,
+        help_text="A search strategy trains candidates one by one; a one-shot method trains one supernet "
+                  "(nb201), then its top architectures train as the trials.",
+    )  # fmt: skip
+    strategy = forms.ChoiceField(label="Search strategy", required=False)
     estimator = forms.ChoiceField(label="Performance estimation")
     max_params = forms.IntegerField(
         required=False,
@@ -173,6 +188,24 @@ class ExperimentForm(forms.Form):
                     field = _option_form_field(option_info)
                     field.label = option
                     self.fields[option_field_name(kind, component, option)] = field
+        self.oneshot_descriptions = ONESHOT.describe()
+        self.fields["method"].choices = [(METHOD_SEARCH, "Search strategy")] + [
+            (ONESHOT_PREFIX + name, ONESHOT_LABELS.get(name, f"One-shot: {name}")) for name in self.oneshot_descriptions
+        ]
+        for name, info in self.oneshot_descriptions.items():
+            for option, option_info in info["options"].items():
+                if option in ONESHOT_HIDDEN_OPTIONS:
+                    continue
+                field = _option_form_field(option_info)
+                field.label = option
+                self.fields[option_field_name("oneshot", name, option)] = field
+        if TABULAR_PATH_FIELD in self.fields:
+            tables = list_tables()
+            self.fields[TABULAR_PATH_FIELD] = forms.ChoiceField(
+                label="path", required=False, choices=[("", "— pick a table —")] + [(t, t) for t in tables],
+                help_text="a CSV table from the server's benchmark folder (TABULAR_BENCHMARK_DIR)" if tables
+                else "no tables yet: an administrator puts CSV files in the server's TABULAR_BENCHMARK_DIR",
+            )  # fmt: skip
         self.fields["space"].initial = "mlp" if "mlp" in SPACES.entries else None
         self.fields["strategy"].initial = "random" if "random" in STRATEGIES.entries else None
         self.fields["estimator"].initial = "train" if "train" in ESTIMATORS.entries else None
@@ -199,33 +232,63 @@ class ExperimentForm(forms.Form):
             )
         return groups
 
+    def oneshot_components(self) -> list[dict]:
+        """Per one-shot method: the "Method" value that shows it, its help and its option inputs."""
+        return [
+            {
+                "name": name,
+                "method": ONESHOT_PREFIX + name,
+                "help": info["help"],
+                "fields": [self[option_field_name("oneshot", name, opt)] for opt in info["options"]
+                           if opt not in ONESHOT_HIDDEN_OPTIONS],
+            }
+            for name, info in self.oneshot_descriptions.items()
+        ]
+
+    @property
+    def oneshot_name(self) -> str | None:
+        method = self.cleaned_data.get("method") or ""
+        return method.removeprefix(ONESHOT_PREFIX) if method.startswith(ONESHOT_PREFIX) else None
+
     # -- validation ----------------------------------------------------------------------------
     def clean(self):
         data = super().clean()
+        oneshot = self.oneshot_name
         for kind, registry in REGISTRIES.items():
             name = data.get(kind)
+            if kind == "strategy" and oneshot:
+                continue  # the one-shot job's top architectures are the trials (the `fixed` strategy)
             if not name:
+                if kind == "strategy":
+                    self.add_error(kind, "This field is required.")
                 continue
-            config = {}
-            for option_name, option in registry.get(name).options.items():
-                field_name = option_field_name(kind, name, option_name)
-                raw = data.get(field_name)
-                if raw is None or raw == "" or (option.type is list and raw == []):
-                    continue  # left empty: the engine's default applies
-                if option.type is list and isinstance(raw, str) and raw.lstrip().startswith("["):
-                    # A JSON array, for lists whose items are not plain words (e.g. architectures).
-                    try:
-                        raw = json.loads(raw)
-                    except ValueError as exc:
-                        self.add_error(field_name, f"not a valid JSON array: {exc}")
-                        continue
-                try:
-                    config[option_name] = option.coerce(option_name, raw)
-                except ConfigError as exc:
-                    self.add_error(field_name, exc.reason)
-            data[f"{kind}_config"] = config
+            data[f"{kind}_config"] = self._options(kind, name, registry.get(name).options, data)
+        if oneshot:
+            options = {k: o for k, o in ONESHOT.get(oneshot).options.items() if k not in ONESHOT_HIDDEN_OPTIONS}
+            data["oneshot"] = {"name": oneshot, "config": self._options("oneshot", oneshot, options, data)}
         data["constraints"] = {k: data[k] for k in CONSTRAINT_FIELDS if data.get(k) is not None}
         return data
+
+    def _options(self, kind: str, name: str, options: dict, data: dict) -> dict:
+        """The typed values of one component's option inputs (empty ones: the engine's default)."""
+        config = {}
+        for option_name, option in options.items():
+            field_name = option_field_name(kind, name, option_name)
+            raw = data.get(field_name)
+            if raw is None or raw == "" or (option.type is list and raw == []):
+                continue  # left empty: the engine's default applies
+            if option.type is list and isinstance(raw, str) and raw.lstrip().startswith("["):
+                # A JSON array, for lists whose items are not plain words (e.g. architectures).
+                try:
+                    raw = json.loads(raw)
+                except ValueError as exc:
+                    self.add_error(field_name, f"not a valid JSON array: {exc}")
+                    continue
+            try:
+                config[option_name] = option.coerce(option_name, raw)
+            except ConfigError as exc:
+                self.add_error(field_name, exc.reason)
+        return config
 
     def payload(self, dataset_id: int | None) -> dict:
         data = self.cleaned_data
@@ -236,10 +299,13 @@ class ExperimentForm(forms.Form):
                 "dataset": dataset_id,
                 **{
                     key: data.get(key)
-                    for key in ("space_config", "strategy_config", "estimator_config", "constraints")
+                    for key in ("space_config", "strategy_config", "estimator_config", "constraints", "oneshot")
                 },
             }
         )
+        if data.get("oneshot"):
+            payload.pop("strategy", None)  # the serializer sets `fixed`
+            payload.pop("strategy_config", None)
         return {k: v for k, v in payload.items() if v is not None}
 
     def save(self, request):
@@ -300,6 +366,9 @@ class ExperimentForm(forms.Form):
 
     def _field_for(self, key: str, message: str) -> str | None:
         prefix, _, rest = message.partition(":")
+        if key == "oneshot":
+            candidate = option_field_name("oneshot", self.oneshot_name or "", prefix.strip())
+            return candidate if candidate in self.fields else "method"
         if key.endswith("_config") and key[: -len("_config")] in REGISTRIES:
             kind = key[: -len("_config")]
             candidate = option_field_name(

@@ -283,10 +283,12 @@ class Experiment(models.Model):
 
     # `by` is the user who asked (None for the system); the activity log names them.
     def start(self, by=None) -> None:
-        from .tasks import enqueue_advance
+        from .tasks import enqueue_advance, enqueue_oneshot
 
         self._transition((ExperimentStatus.DRAFT,), ExperimentStatus.QUEUED, started_at=timezone.now())
-        transaction.on_commit(lambda: enqueue_advance(self.pk))
+        # A one-shot experiment begins with its one job (tasks.run_oneshot), the trials after it.
+        enqueue = enqueue_oneshot if self.oneshot else enqueue_advance
+        transaction.on_commit(lambda: enqueue(self.pk))
         self.announce_status()
         ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_STARTED, self)
 
@@ -311,6 +313,12 @@ class Experiment(models.Model):
         )
         # Running trials see the status at their next epoch and stop themselves.
         self.trials.filter(state=TrialState.QUEUED).update(state=TrialState.CANCELLED, finished_at=timezone.now())
+        if self.oneshot and not self.oneshot_result:
+            # A running one-shot job drops its checkpoint when it sees the cancel; a paused one has
+            # no worker left to do it.
+            from .tasks import discard_oneshot_checkpoint
+
+            transaction.on_commit(lambda: discard_oneshot_checkpoint(self.pk))
         self.announce_status()
         ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_CANCELLED, self)
 

@@ -3,6 +3,7 @@
     Experiment.start() --on commit--> advance_experiment --on commit--> run_trial (one per trial)
     run_trial (trial done) --inline--> advance_experiment --...--> finalize_experiment (budget spent)
     watch_experiment (every lease/2 s while the experiment is active) --> advance_experiment
+    one-shot experiments: Experiment.start() --> run_oneshot (one resumable job) --> advance_experiment
 
 Every actor takes ids, is idempotent under at-least-once delivery (a row lock or a conditional
 update decides, so a duplicate message does nothing) and sets queue, retries and time limit.
@@ -52,9 +53,9 @@ from dramatiq.threading import raise_thread_exception
 from search_engine.loop import evaluate, propose
 from search_engine.registry import ConfigError
 
-from . import broadcast, engine_bridge
-from .choices import ACTIVE_STATUSES, ArtifactKind, ExperimentStatus, TrialState
-from .models import Artifact, Experiment, Trial, TrialMetric
+from . import broadcast, engine_bridge, exports
+from .choices import ACTIVE_STATUSES, TERMINAL_STATUSES, ArtifactKind, ExperimentStatus, TrialState
+from .models import Artifact, Experiment, ExperimentProgress, Trial, TrialMetric
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,11 @@ def _advance_once(experiment_id: int, resend_queued: bool) -> bool:
             experiment.announce_status()
             resend_queued = True  # after a resume, trials queued before the pause need a message
         transaction.on_commit(lambda: ensure_watchdog(experiment_id))
+        if experiment.oneshot and not experiment.oneshot_result:
+            # The one-shot job runs before any trial: (re)send it unless a worker holds it (after
+            # a resume, a restart, or a worker that died: see run_oneshot).
+            transaction.on_commit(lambda: enqueue_oneshot(experiment_id))
+            return True
         resend = set(_reap_stale(experiment))
         if resend_queued:
             resend.update(experiment.trials.filter(state=TrialState.QUEUED).values_list("pk", flat=True))
@@ -522,6 +528,304 @@ def _finish_trial(trial: Trial, token, *, state: str, objective=None, metrics=No
         log.warning("trial %s: result dropped, this worker no longer holds the lease", trial.pk)
 
 
+# run_oneshot ------------------------------------------------------------------------------------
+# A one-shot experiment (weight-sharing supernet, DARTS) first runs ONE long job that trains a
+# supernet and reads its top architectures out of it; those then train as normal trials through
+# the `fixed` strategy. The job checkpoints after every epoch (engine_bridge.checkpoint_dir), so
+# it survives its worker:
+# - Claim: a Redis key per experiment, set NX with a TTL of one lease and refreshed by the job's
+#   guard thread, names the worker that runs the job. A duplicate message finds it taken and
+#   does nothing; a job that already has a result is never run again.
+# - A killed worker stops refreshing the key, which expires after TRIAL_LEASE_SECONDS. The
+#   experiment is still active without a result, so the next advance (the watchdog sends one
+#   every lease/2 s) sends run_oneshot again, and the new run resumes from the last checkpoint.
+#   Dramatiq's own redelivery of the dead worker's message and its retries (each one resumes)
+#   lead to the same place: whichever message comes first claims the job, the others do nothing.
+# - Pause and cancel are seen by the guard (one indexed SELECT per CANCEL_POLL_SECONDS) and stop
+#   the job at the end of the current epoch, right after its checkpoint; resume sends advance,
+#   which sends run_oneshot again.
+ONESHOT_TIME_LIMIT_S = 6 * 3600
+ONESHOT_PAUSED = "paused"
+ONESHOT_WALL_TIME = "wall-time budget spent"
+
+# Compare-and-set scripts: only the holder of the claim may extend or drop it.
+_EXTEND_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+_DELETE_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _oneshot_key(experiment_id: int) -> str:
+    return _key("oneshot", experiment_id)
+
+
+def _oneshot_sent_key(experiment_id: int) -> str:
+    return _key("oneshot-sent", experiment_id)
+
+
+def enqueue_oneshot(experiment_id: int) -> None:
+    """Send run_oneshot unless a worker holds the job or a message is already on its way.
+
+    Extra messages would be harmless (the claim decides); the "sent" marker only keeps the
+    watchdog from piling them up while one waits behind long trials. It expires after two
+    leases, and run_oneshot drops it as soon as a message is taken."""
+    client = _redis()
+    if client.exists(_oneshot_key(experiment_id)):
+        return
+    if client.set(_oneshot_sent_key(experiment_id), "1", nx=True, ex=2 * settings.TRIAL_LEASE_SECONDS):
+        run_oneshot.send(experiment_id)
+
+
+class OneShotLease:
+    """The claim of one experiment's one-shot job by this worker (see the section comment)."""
+
+    def __init__(self, experiment_id: int, token: str):
+        self.key = _oneshot_key(experiment_id)
+        self.token = token
+
+    @classmethod
+    def claim(cls, experiment_id: int) -> OneShotLease | None:
+        token = f"{worker_name()}:{uuid.uuid4().hex}"
+        if _redis().set(_oneshot_key(experiment_id), token, nx=True, ex=settings.TRIAL_LEASE_SECONDS):
+            return cls(experiment_id, token)
+        return None
+
+    def extend(self) -> bool:
+        return bool(_redis().eval(_EXTEND_IF_OWNER, 1, self.key, self.token, settings.TRIAL_LEASE_SECONDS))
+
+    def held(self) -> bool:
+        return _redis().get(self.key) == self.token.encode()
+
+    def release(self) -> None:
+        try:
+            _redis().eval(_DELETE_IF_OWNER, 1, self.key, self.token)
+        except redis.RedisError:  # the key expires by itself
+            log.warning("could not release %s", self.key, exc_info=True)
+
+
+class OneShotGuard:
+    """Runs beside a one-shot job: extends the lease and watches the experiment's status.
+
+    `should_stop` (polled by the job after each epoch's checkpoint) only reads a flag, so the
+    training thread never waits on the database. The lease is extended until `close()`, also
+    after a stop was asked for: the current epoch still runs to its checkpoint, and the job must
+    not look dead (and be started a second time) meanwhile."""
+
+    def __init__(self, experiment: Experiment, lease: OneShotLease, *, poll_s: float | None = None):
+        self.experiment_id = experiment.pk
+        self.lease = lease
+        self.stop_reason: str | None = None
+        self.poll_s = poll_s if poll_s is not None else CANCEL_POLL_SECONDS
+        self.heartbeat_s = min(10.0, max(0.5, settings.TRIAL_LEASE_SECONDS / 4))
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"oneshot-{experiment.pk}-guard", daemon=True)
+
+    def start(self) -> OneShotGuard:
+        self._thread.start()
+        return self
+
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
+
+    def _watch(self) -> None:
+        last_beat = time.monotonic()
+        try:
+            while not self._done.wait(self.poll_s):
+                try:
+                    if time.monotonic() - last_beat >= self.heartbeat_s:
+                        if not self.lease.extend():
+                            self.stop_reason = LEASE_LOST
+                            return
+                        last_beat = time.monotonic()
+                    if self.stop_reason is None:
+                        self.stop_reason = self._look()
+                except (DatabaseError, redis.RedisError):
+                    # Look again at the next tick; if Redis stays away the lease expires and the
+                    # job is resumed elsewhere (this one then stops: LEASE_LOST).
+                    log.warning("one-shot job of experiment %s: guard could not look", self.experiment_id,
+                                exc_info=True)  # fmt: skip
+        finally:
+            connection.close()  # this thread's own connection
+
+    def _look(self) -> str | None:
+        row = Experiment.objects.filter(pk=self.experiment_id).values_list(
+            "status", "started_at", "budget_wall_time_s"
+        ).first()
+        if row is None or row[0] not in ACTIVE_STATUSES:
+            return ONESHOT_PAUSED if row is not None and row[0] == ExperimentStatus.PAUSED else CANCELLED_BY_USER
+        status, started_at, wall_time_s = row
+        if wall_time_s and started_at and (timezone.now() - started_at).total_seconds() >= wall_time_s:
+            return ONESHOT_WALL_TIME
+        return None
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+
+@dramatiq.actor(queue_name=TRIALS_QUEUE, max_retries=5, min_backoff=10_000, max_backoff=600_000,
+                time_limit=ONESHOT_TIME_LIMIT_S * 1000, on_retry_exhausted="experiment_gave_up")
+def run_oneshot(experiment_id: int) -> None:
+    """Run (or resume) the one-shot job of an experiment, then hand its top architectures to the
+    trials. Retried up to 5 times on an unexpected error or the time limit: each retry resumes
+    from the last checkpoint."""
+    _set_torch_threads()
+    _redis().delete(_oneshot_sent_key(experiment_id))  # this message is taken: advance may send again
+    experiment = Experiment.objects.filter(pk=experiment_id).first()
+    if experiment is None or not experiment.oneshot or experiment.oneshot_result:
+        return
+    if experiment.status not in ACTIVE_STATUSES:
+        return  # paused: resume sends advance, which sends this again
+    lease = OneShotLease.claim(experiment_id)
+    if lease is None:
+        return  # a duplicate message, or another worker runs the job
+    next_step = None
+    try:
+        # Read again under the claim: the previous holder may have finished just before it.
+        experiment = Experiment.objects.select_related("dataset", "project").filter(pk=experiment_id).first()
+        if experiment is None or experiment.oneshot_result or experiment.status not in ACTIVE_STATUSES:
+            return
+        if experiment.status == ExperimentStatus.QUEUED and Experiment.objects.filter(
+            pk=experiment_id, status=ExperimentStatus.QUEUED
+        ).update(status=ExperimentStatus.RUNNING, updated_at=timezone.now()):
+            experiment.status = ExperimentStatus.RUNNING
+            experiment.announce_status()
+        ensure_watchdog(experiment_id)
+        next_step = _run_oneshot(experiment, lease)
+    finally:
+        lease.release()
+    if next_step == "resend":
+        enqueue_oneshot(experiment_id)
+    elif next_step == "advance":
+        _advance_after_trial(experiment_id)  # the top architectures start training now
+
+
+def _run_oneshot(experiment: Experiment, lease: OneShotLease) -> str | None:
+    """Run the job to its end or to a stop. Returns "advance" when its result was recorded (the
+    trials start), "resend" when it stopped for a pause but the experiment is active again (a
+    pause and resume within one epoch), else None."""
+    from search_engine.oneshot import CheckpointError
+
+    experiment_id = experiment.pk
+    try:
+        space = engine_bridge.build_space(experiment)
+        job = engine_bridge.build_oneshot(experiment, space)
+        task = engine_bridge.load_task(experiment.dataset, experiment.seed)
+        folder = engine_bridge.checkpoint_dir(experiment_id)
+        engine_bridge.fetch_checkpoint(experiment_id)
+    except ConfigError as exc:  # DatasetError too: this configuration or data cannot run at all
+        _end_oneshot(experiment, ExperimentStatus.FAILED, f"cannot run the one-shot job: {exc}")
+        return None
+
+    def report(step: int, values: dict) -> None:
+        values = engine_bridge.jsonable(values)
+        replayed = bool(values.pop("replayed", False))
+        phase = str(values.get("phase") or "train")[:20]
+        try:
+            # Upsert: a resumed job reports its last checkpointed epoch again.
+            ExperimentProgress.objects.update_or_create(
+                experiment_id=experiment_id, phase=phase, step=step, defaults={"values": values}
+            )
+        except DatabaseError:
+            log.warning("experiment %s: could not store one-shot progress %s %s", experiment_id, phase, step,
+                        exc_info=True)  # fmt: skip
+        if phase == "train" and not replayed:
+            try:
+                engine_bridge.push_checkpoint(experiment_id)  # remote storage: the epoch just written
+            except Exception:  # noqa: BLE001 - the next epoch pushes again; a resume redoes at most a few
+                log.warning("experiment %s: could not copy the checkpoint to storage", experiment_id, exc_info=True)
+        broadcast.experiment_progress(experiment, {**values, "phase": phase, "step": step,
+                                                   **({"replayed": True} if replayed else {})})  # fmt: skip
+
+    guard = OneShotGuard(experiment, lease).start()
+    try:
+        try:
+            result = job.run(task, report, checkpoint_dir=folder, resume=True, should_stop=guard.should_stop)
+        except CheckpointError as exc:
+            # Written by another configuration under this experiment's id (a database reset with the
+            # media folder kept) or damaged: it cannot be continued, so the job starts over.
+            log.warning("experiment %s: %s; starting the one-shot job afresh", experiment_id, exc)
+            ExperimentProgress.objects.filter(experiment_id=experiment_id).delete()
+            result = job.run(task, report, checkpoint_dir=folder, resume=False, should_stop=guard.should_stop)
+    except (ConfigError, FloatingPointError) as exc:  # the same on every retry: say why and stop
+        _end_oneshot(experiment, ExperimentStatus.FAILED, f"the one-shot job failed: {exc}")
+        return None
+    finally:
+        guard.close()
+
+    if result.completed:
+        if not _record_oneshot_result(experiment_id, result, space, lease):
+            return None
+        engine_bridge.delete_checkpoint(experiment_id)
+        return "advance"
+    if guard.stop_reason == LEASE_LOST:
+        log.warning("experiment %s: one-shot lease lost; the job's new owner carries on", experiment_id)
+        return None
+    if guard.stop_reason == ONESHOT_WALL_TIME:
+        _end_oneshot(experiment, ExperimentStatus.FAILED,
+                     f"wall-time budget spent during the one-shot job "
+                     f"(epoch {result.epochs_done} of {job.config['epochs']} trained)")
+        return None
+    status = Experiment.objects.filter(pk=experiment_id).values_list("status", flat=True).first()
+    if status is None or status in TERMINAL_STATUSES:
+        engine_bridge.delete_checkpoint(experiment_id)  # cancelled: nothing will resume it
+        return None
+    # Paused: the checkpoint waits for resume. Active again (paused and resumed within one
+    # epoch): the resume's advance found the job still held, so it is sent again from here.
+    return "resend" if status in ACTIVE_STATUSES else None
+
+
+def discard_oneshot_checkpoint(experiment_id: int) -> None:
+    """Delete the checkpoint of a job that will never resume, unless a worker runs the job (it
+    deletes the checkpoint itself when it sees the experiment ended)."""
+    try:
+        if not _redis().exists(_oneshot_key(experiment_id)):
+            engine_bridge.delete_checkpoint(experiment_id)
+    except Exception:  # noqa: BLE001 - a leftover checkpoint costs disk space, nothing else
+        log.exception("experiment %s: could not delete the one-shot checkpoint", experiment_id)
+
+
+def _end_oneshot(experiment: Experiment, status: str, message: str) -> None:
+    experiment.finish(status, message)
+    try:
+        engine_bridge.delete_checkpoint(experiment.pk)
+    except Exception:  # noqa: BLE001 - a leftover checkpoint costs disk space, nothing else
+        log.exception("experiment %s: could not delete the one-shot checkpoint", experiment.pk)
+
+
+def _record_oneshot_result(experiment_id: int, result, space, lease: OneShotLease) -> bool:
+    """Store the job's result and turn the experiment into a `fixed` search over its top
+    architectures (budget: at most as many trials as architectures; the original is kept in
+    oneshot_result). False when nothing was stored (already done, or not ours to do)."""
+    from search_engine.oneshot import fixed_strategy_config
+    from search_engine.registry import create_strategy
+
+    if not result.top_archs:
+        experiment = Experiment.objects.filter(pk=experiment_id).first()
+        if experiment is not None:
+            _end_oneshot(experiment, ExperimentStatus.FAILED, "the one-shot job returned no architecture")
+        return False
+    strategy = create_strategy("fixed", space, seed=0, **fixed_strategy_config(result, space))
+    stored = result.to_dict()
+    stored.pop("history", None)  # every epoch is in ExperimentProgress already
+    with transaction.atomic():
+        experiment = _lock_experiment(experiment_id)
+        # Paused is fine (the work is done; resume goes on with the trials); finished is not.
+        if experiment is None or experiment.oneshot_result or experiment.is_terminal:
+            return False
+        if not lease.held():
+            return False  # another worker owns the job now and records its own (identical) result
+        budget = min(experiment.budget_trials, len(result.top_archs))
+        stored.update(budget_trials_requested=experiment.budget_trials, budget_trials=budget)
+        stored = engine_bridge.jsonable(stored)
+        Experiment.objects.filter(pk=experiment_id).update(
+            oneshot_result=stored, strategy="fixed", strategy_config=dict(strategy.config), strategy_state={},
+            budget_trials=budget, updated_at=timezone.now(),
+        )  # fmt: skip
+        payload = {"phase": "result", "step": 0, "budget_trials": budget, "strategy_config": dict(strategy.config),
+                   "oneshot_result": stored}  # fmt: skip
+        transaction.on_commit(lambda: broadcast.experiment_progress(experiment, payload))
+    return True
+
+
 # finalize_experiment ----------------------------------------------------------------------------
 @dramatiq.actor(queue_name=TRIALS_QUEUE, max_retries=3, min_backoff=5000, time_limit=FINALIZE_TIME_LIMIT_S * 1000,
                 on_retry_exhausted="experiment_gave_up")
@@ -552,7 +856,7 @@ def _finalize(experiment_id: int, reason: str) -> None:
         experiment.finish(ExperimentStatus.FAILED, f"{reason}; no trial completed ({_describe_counts(experiment)})")
         return
     summary = _best_summary(best)
-    if experiment.artifacts.filter(kind=ArtifactKind.MODEL_ZIP).exists():
+    if _has_best_package(experiment, best):
         experiment.finish(ExperimentStatus.COMPLETED, f"{reason}; {summary}")
         return
     try:
@@ -569,7 +873,7 @@ def _finalize(experiment_id: int, reason: str) -> None:
         return
     with transaction.atomic():
         locked = _lock_experiment(experiment_id)
-        if locked.is_terminal or locked.artifacts.filter(kind=ArtifactKind.MODEL_ZIP).exists():
+        if locked.is_terminal or _has_best_package(locked, best):
             stored = artifact.file.name
             transaction.on_commit(lambda: artifact.file.storage.delete(stored))
             return
@@ -631,6 +935,8 @@ def experiment_gave_up(message_data: dict, retry_info: dict) -> None:
             ExperimentStatus.FAILED,
             f"{message_data['actor_name']} kept failing ({retry_info.get('retries')} retries); see the worker log",
         )
+        if message_data["actor_name"] == "run_oneshot":
+            discard_oneshot_checkpoint(experiment.pk)
 
 
 # watch_experiment ---------------------------------------------------------------------------------
@@ -705,3 +1011,64 @@ def recover_active_experiments() -> int:
         except (redis.RedisError, DatabaseError):
             log.exception("experiment %s: could not send its advance", experiment_id)
     return len(ids)
+
+
+# Model packages on request (experiments/exports.py) -------------------------------------------------
+# A completed trial's package and the best architecture retrained on train+val run as jobs on the
+# trials queue (they train). Idempotent: a Redis lock per artifact keeps a duplicate message from
+# working on it in parallel, and exports' conditional claim (pending/running -> running) makes a
+# duplicate of a finished job do nothing.
+EXPORT_TIME_LIMIT_S = 6 * 3600
+
+
+def _has_best_package(experiment: Experiment, best: Trial) -> bool:
+    """The best trial's package exists or is being made. Packages of other trials (any member may
+    ask for one while the search runs) do not count: the final export is the best trial's."""
+    return (
+        experiment.artifacts.filter(kind=ArtifactKind.MODEL_ZIP, trial=best, status__in=exports.LIVE_STATUSES)
+        .exists()
+    )
+
+
+def enqueue_artifact_job(artifact_id: int, kind: str) -> None:
+    """Called by exports on commit of the request (tests replace it to capture the messages)."""
+    actor = retrain_on_train_and_val if kind == ArtifactKind.RETRAINED_ZIP else package_trial
+    actor.send(artifact_id)
+
+
+@dramatiq.actor(queue_name=TRIALS_QUEUE, max_retries=3, min_backoff=5000, time_limit=EXPORT_TIME_LIMIT_S * 1000,
+                on_retry_exhausted="artifact_job_gave_up")
+def package_trial(artifact_id: int) -> None:
+    """Export a completed trial's model (its stored weights, or a deterministic retrain)."""
+    _run_artifact_job(artifact_id, exports.build_trial_package)
+
+
+@dramatiq.actor(queue_name=TRIALS_QUEUE, max_retries=3, min_backoff=5000, time_limit=EXPORT_TIME_LIMIT_S * 1000,
+                on_retry_exhausted="artifact_job_gave_up")
+def retrain_on_train_and_val(artifact_id: int) -> None:
+    """Retrain the best architecture on train+val and export it as its own package."""
+    _run_artifact_job(artifact_id, exports.build_retrained_package)
+
+
+def _run_artifact_job(artifact_id: int, job) -> None:
+    _set_torch_threads()
+    key, token = _key("artifact", artifact_id), uuid.uuid4().hex
+    client = _redis()
+    if not client.set(key, token, nx=True, ex=EXPORT_TIME_LIMIT_S):
+        return  # a duplicate message while another worker holds the job
+    try:
+        job(artifact_id)
+    except TimeLimitExceeded:
+        connection.close()  # the interrupt may have landed mid-statement: start afresh
+        exports.fail(artifact_id, f"stopped by the time limit ({EXPORT_TIME_LIMIT_S}s)")
+    finally:
+        if client.get(key) == token.encode():
+            client.delete(key)
+
+
+@dramatiq.actor(queue_name=CONTROL_QUEUE, max_retries=3, time_limit=60 * 1000)
+def artifact_job_gave_up(message_data: dict, retry_info: dict) -> None:
+    """A package job that kept raising (the database stayed away) ends as failed, with a reason,
+    rather than showing "running" for ever."""
+    exports.fail(message_data["args"][0],
+                 f"{message_data['actor_name']} kept failing ({retry_info.get('retries')} retries); see the worker log")

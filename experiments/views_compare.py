@@ -22,7 +22,14 @@ from django.urls import reverse
 
 from .api.compare import compared_experiments, parse_ids
 from .choices import Role
-from .forms import CONSTRAINT_FIELDS, DIRECT_FIELDS, REGISTRIES, ExperimentForm, option_field_name
+from .forms import (
+    CONSTRAINT_FIELDS,
+    DIRECT_FIELDS,
+    ONESHOT_PREFIX,
+    REGISTRIES,
+    ExperimentForm,
+    option_field_name,
+)
 from .models import Experiment, Project
 from .views import _require
 
@@ -92,6 +99,16 @@ def clone_initial(source: Experiment, form: ExperimentForm) -> dict:
         for option, value in (getattr(source, f"{kind}_config") or {}).items():
             field_name = option_field_name(kind, component, option)
             if field_name in form.fields:  # an option the registry no longer has keeps its default
+                initial[field_name] = _as_input(form.fields[field_name], value)
+    if source.oneshot:
+        # The job runs again in the copy; the trial budget is the one asked for, not the one the
+        # job's result trimmed it to.
+        name = source.oneshot.get("name", "")
+        initial["method"] = ONESHOT_PREFIX + name
+        initial["budget_trials"] = (source.oneshot_result or {}).get("budget_trials_requested", source.budget_trials)
+        for option, value in (source.oneshot.get("config") or {}).items():
+            field_name = option_field_name("oneshot", name, option)
+            if field_name in form.fields:
                 initial[field_name] = _as_input(form.fields[field_name], value)
     return initial
 

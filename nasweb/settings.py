@@ -141,6 +141,11 @@ WORKER_TORCH_THREADS = env_int("WORKER_TORCH_THREADS", 1)
 # A running trial whose heartbeat is older than this is considered dead and re-queued.
 TRIAL_LEASE_SECONDS = env_int("TRIAL_LEASE_SECONDS", 60)
 TRIAL_MAX_ATTEMPTS = env_int("TRIAL_MAX_ATTEMPTS", 3)
+# CSV tables the `tabular` estimator may read (NAS-Bench-201-keyed benchmark results). The form
+# lists the *.csv files of this folder and the API accepts only their names: a person picks a
+# table an administrator put here, never an arbitrary path on the server. Every worker machine
+# needs the same folder.
+TABULAR_BENCHMARK_DIR = Path(env_str("TABULAR_BENCHMARK_DIR", str(DATA_DIR / "benchmarks"))).resolve()
 
 # Auth ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

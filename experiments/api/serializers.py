@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from search_engine.constraints import Constraints
+from search_engine.oneshot import ONESHOT, create_oneshot
 from search_engine.registry import ConfigError, create_estimator, create_space, create_strategy
 from search_engine.task import Task
 
@@ -290,6 +291,19 @@ def check_space_fits(space, dataset: Dataset) -> None:
         ) from None
 
 
+def _create_estimator(name: str, config: dict):
+    """create_estimator, with the `tabular` estimator's table given by name: it must be one of the
+    CSV files in TABULAR_BENCHMARK_DIR (never a path of the person's choosing), and is stored by name."""
+    if name != "tabular":
+        return create_estimator(name, **config)
+    from ..benchmarks import resolve_table
+
+    table = config.get("path", "")
+    estimator = create_estimator(name, **{**config, "path": str(resolve_table(table))})
+    estimator.config["path"] = table
+    return estimator
+
+
 class BestTrialSerializer(serializers.ModelSerializer):
     class Meta:
         model = Trial
@@ -331,8 +345,18 @@ class ExperimentSerializer(serializers.ModelSerializer):
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
     device = serializers.ChoiceField(choices=DEVICES, default="cpu")
     space_config = serializers.JSONField(required=False)
+    strategy = serializers.CharField(
+        max_length=50, required=False,
+        help_text="A registered strategy. Leave it out with `oneshot`: the job's top architectures train "
+                  "through the `fixed` strategy.",
+    )  # fmt: skip
     strategy_config = serializers.JSONField(required=False)
     estimator_config = serializers.JSONField(required=False)
+    oneshot = serializers.JSONField(
+        required=False,
+        help_text='A one-shot method run before the trials, e.g. {"name": "darts", "config": {"epochs": 10}} '
+                  "(nb201 only; see GET /api/registry/ `oneshot`); {} for an ordinary search.",
+    )  # fmt: skip
     trial_counts = serializers.SerializerMethodField()
     best = serializers.SerializerMethodField()
     my_role = serializers.CharField(read_only=True, allow_null=True, default=None)
@@ -343,12 +367,13 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "id", "project", "dataset", "name", "description",
             "space", "space_config", "strategy", "strategy_config", "estimator", "estimator_config",
             "constraints", "budget_trials", "budget_wall_time_s", "parallelism", "seed", "device",
+            "oneshot", "oneshot_result",
             "status", "status_message", "cloned_from", "created_by", "created_at", "updated_at", "started_at",
             "finished_at", "trial_counts", "best", "my_role",
         ]  # fmt: skip
         read_only_fields = [
-            "id", "status", "status_message", "cloned_from", "created_by", "created_at", "updated_at",
-            "started_at", "finished_at",
+            "id", "oneshot_result", "status", "status_message", "cloned_from", "created_by", "created_at",
+            "updated_at", "started_at", "finished_at",
         ]  # fmt: skip
 
     def get_fields(self):
@@ -388,6 +413,12 @@ class ExperimentSerializer(serializers.ModelSerializer):
         if dataset is not None and project_id is not None and dataset.project_id != project_id:
             errors["dataset"] = ["must belong to the experiment's project"]
 
+        oneshot = self._current(attrs, "oneshot") or {}
+        if oneshot:
+            self._oneshot_strategy(attrs, errors)
+        elif not self._current(attrs, "strategy"):
+            errors["strategy"] = ["This field is required."]
+
         for kind in ("space", "strategy", "estimator"):
             config = self._current(attrs, f"{kind}_config") or {}
             if not isinstance(config, dict):
@@ -408,10 +439,12 @@ class ExperimentSerializer(serializers.ModelSerializer):
             return component
 
         space = build("space", lambda **cfg: create_space(self._current(attrs, "space"), **cfg))
-        if space is not None:
+        if space is not None and "strategy" not in errors:
             seed = self._current(attrs, "seed") or 0
             build("strategy", lambda **cfg: create_strategy(self._current(attrs, "strategy"), space, seed=seed, **cfg))
-        build("estimator", lambda **cfg: create_estimator(self._current(attrs, "estimator"), **cfg))
+            if oneshot:
+                self._validate_oneshot(attrs, oneshot, space, seed, errors)
+        build("estimator", lambda **cfg: _create_estimator(self._current(attrs, "estimator"), cfg))
         if space is not None and dataset is not None and "dataset" not in errors:
             try:
                 check_space_fits(space, dataset)
@@ -420,6 +453,39 @@ class ExperimentSerializer(serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def _oneshot_strategy(self, attrs: dict, errors: dict) -> None:
+        """A one-shot experiment's trials retrain the job's top architectures: its strategy is
+        `fixed`, filled in when the job ends (until then an empty list that stops)."""
+        if "strategy" in attrs and attrs["strategy"] != "fixed":
+            errors["strategy"] = ["a one-shot experiment trains the job's top architectures with the `fixed` "
+                                  "strategy; leave strategy out"]  # fmt: skip
+            return
+        if self._current(attrs, "strategy") != "fixed":  # left out, or a draft that had another strategy
+            attrs["strategy"] = "fixed"
+            attrs.setdefault("strategy_config", {"then": "stop"})
+        elif self.instance is None:
+            attrs.setdefault("strategy_config", {"then": "stop"})
+
+    def _validate_oneshot(self, attrs: dict, oneshot, space, seed: int, errors: dict) -> None:
+        """{"name", "config"} checked by building the job (create_oneshot); stored resolved."""
+        if not isinstance(oneshot, dict) or set(oneshot) - {"name", "config"} or "name" not in oneshot:
+            errors["oneshot"] = ['expected {"name": "supernet" or "darts", "config": {...options}}']
+            return
+        config = oneshot.get("config") or {}
+        if not isinstance(config, dict):
+            errors["oneshot"] = ["config: expected an object of options, e.g. {}"]
+            return
+        try:
+            job = create_oneshot(str(oneshot["name"]), space, seed=seed, **config)
+        except ConfigError as exc:
+            field = "name" if exc.field == ONESHOT.kind else exc.field
+            errors["oneshot"] = [f"{field}: {exc.reason}"]
+            return
+        except (TypeError, ValueError) as exc:
+            errors["oneshot"] = [str(exc)]
+            return
+        attrs["oneshot"] = {"name": job.name, "config": dict(job.config)}
 
     def create(self, validated_data):
         validated_data.setdefault("constraints", dict.fromkeys(CONSTRAINT_FIELDS))
@@ -478,10 +544,21 @@ class TrialDetailSerializer(TrialSerializer):
 
 
 class ArtifactSerializer(serializers.ModelSerializer):
+    """The fields of broadcast.artifact_summary (events carry the same shape)."""
+
+    trial_number = serializers.IntegerField(source="trial.number", read_only=True, allow_null=True)
+    download_url = serializers.SerializerMethodField()
+
     class Meta:
         model = Artifact
-        fields = ["id", "experiment", "trial", "kind", "size_bytes", "checksum", "metrics", "created_at"]
+        fields = ["id", "experiment", "trial", "trial_number", "kind", "status", "progress", "error", "size_bytes",
+                  "checksum", "metrics", "created_at", "finished_at", "download_url"]  # fmt: skip
         read_only_fields = fields
+
+    def get_download_url(self, artifact) -> str:
+        from django.urls import reverse
+
+        return reverse("api:artifact-download", args=[artifact.pk])
 
 
 # Snapshot (documentation only: the view builds it with broadcast.trial_summary) ---------------------
@@ -493,12 +570,20 @@ class SnapshotSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.DictField()),
         help_text="trial id -> [{step, <metric>: value, ...}] for running and recently finished trials",
     )
+    progress = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="one-shot job points, [{phase, step, epoch, supernet_loss, ...}] as experiment.progress events",
+    )
 
 
 class RegistrySerializer(serializers.Serializer):
     spaces = serializers.DictField()
     strategies = serializers.DictField()
     estimators = serializers.DictField()
+    oneshot = serializers.DictField(help_text="one-shot methods (supernet, darts) and their options")
+    benchmark_tables = serializers.ListField(
+        child=serializers.CharField(), help_text="CSV tables the `tabular` estimator's `path` may name"
+    )
     datasets = serializers.DictField(child=serializers.CharField())
     devices = serializers.ListField(child=serializers.CharField())
 

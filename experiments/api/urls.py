@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from . import compare, datasets, team, views
+from . import compare, datasets, downloads, team, views
 
 app_name = "api"
 
@@ -31,5 +31,8 @@ urlpatterns = [
     path("experiments/<int:pk>/trials.json", compare.TrialExportView.as_view(), {"fmt": "json"},
          name="experiment-trials-json"),  # fmt: skip
     path("projects/<int:pk>/activity/", team.ProjectActivityView.as_view(), name="project-activity"),
+    # Model packages on request (experiments/api/downloads.py).
+    path("trials/<int:pk>/package/", downloads.TrialPackageView.as_view(), name="trial-package"),
+    path("experiments/<int:pk>/retrain/", downloads.ExperimentRetrainView.as_view(), name="experiment-retrain"),
     path("", include(router.urls)),
 ]

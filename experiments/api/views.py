@@ -24,8 +24,17 @@ from rest_framework.views import APIView
 from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES
 
 from .. import broadcast
-from ..choices import TERMINAL_STATUSES, ExperimentStatus, Role, TrialState
-from ..models import Artifact, Experiment, Membership, Project, StateError, Trial, TrialMetric
+from ..choices import TERMINAL_STATUSES, ArtifactStatus, ExperimentStatus, Role, TrialState
+from ..models import (
+    Artifact,
+    Experiment,
+    ExperimentProgress,
+    Membership,
+    Project,
+    StateError,
+    Trial,
+    TrialMetric,
+)
 from . import serializers as s
 from . import team
 from .filters import ExperimentFilter, NullsLastOrderingFilter, TrialFilter
@@ -43,7 +52,7 @@ CONFLICT = OpenApiResponse(s.DetailSerializer, description="Not possible in the 
 # What the snapshot reads of each trial: everything broadcast.trial_summary uses (a test compares
 # the two), with the JSON columns fetched as text and decoded in one call, not 30,000 calls.
 SNAPSHOT_COLUMNS = ("id", "number", "state", "objective", "attempt", "started_at", "finished_at", "duration_s", "error")
-SNAPSHOT_JSON_COLUMNS = ("arch", "budget", "metrics")
+SNAPSHOT_JSON_COLUMNS = ("arch", "budget", "metrics", "meta")
 
 
 class TrialRow(namedtuple("TrialRow", SNAPSHOT_COLUMNS + SNAPSHOT_JSON_COLUMNS)):
@@ -236,8 +245,13 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
         copied = {name: getattr(source, name) for name in (
             "project", "dataset", "description", "space", "space_config", "strategy", "strategy_config",
             "estimator", "estimator_config", "constraints", "budget_trials", "budget_wall_time_s",
-            "parallelism", "seed", "device",
+            "parallelism", "seed", "device", "oneshot",
         )}  # fmt: skip
+        if source.oneshot:
+            # The job itself runs again: its `fixed` list and trimmed budget were its result.
+            copied.update(strategy="fixed", strategy_config={"archs": [], "then": "stop"},
+                          budget_trials=(source.oneshot_result or {}).get("budget_trials_requested",
+                                                                          source.budget_trials))  # fmt: skip
         clone = Experiment.objects.create(
             name=f"{source.name} (copy)"[:100], cloned_from=source, created_by=request.user, **copied
         )
@@ -268,11 +282,15 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
         for trial_id, step, values in points.values_list("trial_id", "step", "values"):
             curves[trial_id].append({"step": step, **values})
 
+        # One-shot jobs (supernet / DARTS): every epoch's point, shaped like experiment.progress events.
+        progress = ExperimentProgress.objects.filter(experiment_id=experiment.pk).order_by("phase", "step")
         return Response({
             "seq": seq,
             "experiment": self.get_serializer(experiment).data,
             "trials": [broadcast.trial_summary(t) for t in trials],
             "curves": curves,
+            "progress": [{**values, "phase": phase, "step": step}
+                         for phase, step, values in progress.values_list("phase", "step", "values")],
         })  # fmt: skip
 
     @staticmethod
@@ -307,23 +325,32 @@ class TrialViewSet(ScopedViewSet, viewsets.ReadOnlyModelViewSet):
 
 # Artifacts ----------------------------------------------------------------------------------------
 class ArtifactViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Exported models of an experiment (`?experiment=ID`); `download/` streams the file."""
+    """Exported models of an experiment (`?experiment=ID`, `?trial=ID`); `download/` streams the
+    file. Packages made on request (experiments/exports.py) show their job's status and progress."""
 
     serializer_class = s.ArtifactSerializer
-    filterset_fields = ["experiment", "kind"]
+    filterset_fields = ["experiment", "kind", "trial", "status"]
     ordering_fields = ["created_at"]
     ordering = ["-created_at", "-id"]
 
     def get_queryset(self):
         user = self.request.user
-        return Artifact.objects.for_user(user).annotate(my_role=role_subquery(user, "experiment__project"))
+        return (
+            Artifact.objects.for_user(user)
+            .annotate(my_role=role_subquery(user, "experiment__project"))
+            .select_related("trial")
+        )
 
-    @extend_schema(responses={(200, "application/zip"): bytes})
+    @extend_schema(responses={(200, "application/zip"): bytes, 409: CONFLICT})
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         artifact = self.get_object()
+        if artifact.status != ArtifactStatus.READY or not artifact.file:
+            raise Conflict(f"This package is {artifact.status}; it can be downloaded once it is ready.")
         name = artifact.file.name.rsplit("/", 1)[-1]
-        response = FileResponse(artifact.file.open("rb"), as_attachment=True, filename=name)
+        # Streamed from storage in blocks (FileResponse), never read into memory whole.
+        stream = artifact.file.storage.open(artifact.file.name, "rb")
+        response = FileResponse(stream, as_attachment=True, filename=name, content_type="application/zip")
         artifact.record_download(request.user)  # once the file is there to be sent
         return response
 
@@ -336,11 +363,16 @@ class RegistryView(APIView):
     @extend_schema(responses={200: s.RegistrySerializer})
     def get(self, request):
         from search_engine.data import BUILTIN_DATASETS
+        from search_engine.oneshot import ONESHOT
+
+        from ..benchmarks import list_tables
 
         return Response({
             "spaces": SPACES.describe(),
             "strategies": STRATEGIES.describe(),
             "estimators": ESTIMATORS.describe(),
+            "oneshot": ONESHOT.describe(),
+            "benchmark_tables": list_tables(),
             "datasets": dict(BUILTIN_DATASETS),
             "devices": list(s.DEVICES),
         })  # fmt: skip

@@ -5,6 +5,8 @@ import {
   SequencedStream, escapeHtml, fmtCompact, fmtFixed, fmtInt, fmtScore, getJSON, liveLabel,
   openSocket, pageData, paretoFront, postJSON, throttle,
 } from "./live.js";
+import { applyProgress, bindProxySelects, progressMap, renderOneshot, renderProxy } from "./oneshot.js";
+import { ArtifactList, errorText, requestJob } from "./downloads.js";
 
 const page = pageData();
 const TERMINAL = ["completed", "pruned", "infeasible", "failed", "cancelled"];
@@ -18,6 +20,7 @@ const state = {
   experiment: null,
   trials: new Map(),   // id -> trial summary
   curves: new Map(),   // trial id -> [{step, ...values}]
+  progress: new Map(), // one-shot job: "phase:step" -> {phase, step, epoch, supernet_loss, alphas, ...}
   sort: { key: "number", dir: 1 },
   filter: { state: "", text: "" },
 };
@@ -29,6 +32,8 @@ function reset(snapshot) {
   state.experiment = snapshot.experiment;
   state.trials = new Map(snapshot.trials.map((t) => [t.id, t]));
   state.curves = new Map(Object.entries(snapshot.curves || {}).map(([id, points]) => [Number(id), points]));
+  state.progress = progressMap(snapshot.progress);
+  loadArtifacts();   // the Downloads card re-syncs with the rest
   scheduleRender(...ALL_PARTS);
 }
 
@@ -51,6 +56,11 @@ const handlers = {
     }
     return ["curves"];
   },
+  "experiment.progress": (e) => applyProgress(state, e.values),
+  // Model packages (downloads.js): they change no chart, so no part re-renders.
+  "artifact.progress": (e) => { downloads.upsert(e.artifact); return []; },
+  "artifact.ready": (e) => { downloads.upsert(e.artifact); return []; },
+  "artifact.failed": (e) => { downloads.upsert(e.artifact); return []; },
   "experiment.status": (e) => {
     const wasTerminal = TERMINAL_STATUSES.includes(state.experiment.status);
     state.experiment = { ...state.experiment, ...e.experiment_state };
@@ -103,7 +113,7 @@ function trialUrl(id) {
 // ---------------------------------------------------------------------------------------------
 // Rendering (coalesced: at most one pass every 100 ms however many events arrive)
 
-const ALL_PARTS = ["status", "results", "curves", "table"];
+const ALL_PARTS = ["status", "results", "curves", "table", "oneshot"];
 const dirty = new Set();
 const renderSoon = throttle(render, 100);
 
@@ -121,7 +131,9 @@ function render() {
     renderTradeoff(trials, "params", "chart-params", "Parameters", "max_params", "log");
     renderTradeoff(trials, "latency_ms", "chart-latency", "Latency (ms, batch 1)", "max_latency_ms", "linear");
     renderParcoords(trials);
+    renderProxy(trials, state, UI);
   }
+  if (dirty.has("oneshot")) renderOneshot(state, UI);
   if (dirty.has("curves")) renderCurves(trials);
   if (dirty.has("table")) renderTable(trials);
   dirty.clear();
@@ -186,6 +198,9 @@ function react(id, data, layout) {
     });
   }
 }
+
+// Layout helpers lent to oneshot.js (the supernet card and the proxy chart).
+const UI = { baseLayout, emptyNote, plotConfig: PLOT_CONFIG, openTrial: (id) => { location.href = trialUrl(id); } };
 
 function hoverText(t) {
   return `#${t.number} · ${t.state}<br>score ${fmtScore(t.objective)}` +
@@ -423,20 +438,51 @@ function bindTable() {
   });
 }
 
-const KIND_LABEL = { model_zip: "Model package (ZIP)", retrained_zip: "Retrained model package (ZIP)" };
+// ---------------------------------------------------------------------------------------------
+// Downloads card (downloads.js): REST rows on every (re)sync, then artifact.* events; editors may
+// retrain the best architecture on train+val once the search is over.
+
+const downloads = new ArtifactList(document.getElementById("artifact-list"), { onChange: showDownloads });
+
+function showDownloads(items) {
+  const terminal = Boolean(state.experiment && TERMINAL_STATUSES.includes(state.experiment.status));
+  const form = document.getElementById("retrain-form");
+  if (form) form.hidden = !terminal;
+  document.getElementById("artifacts").hidden = !items.length && !(form && terminal);
+  const note = document.getElementById("artifact-message");
+  const busy = items.some((a) => a.status === "pending" || a.status === "running");
+  if (note.dataset.kind === "progress" && !busy) note.hidden = true;   // done: the row says it
+}
 
 async function loadArtifacts() {
   // finalize_experiment exports the model before it marks the experiment finished, so by the
   // time the terminal status arrives the artifact is there.
   let list;
   try { list = await getJSON(page.artifactsUrl); } catch (err) { console.warn(err); return; }
-  const items = list.results || list;
-  if (!items.length) return;
-  document.getElementById("artifact-list").innerHTML = items.map((a) =>
-    `<li><a class="btn btn-secondary btn-small" href="/api/artifacts/${a.id}/download/">Download</a>` +
-    `<span>${escapeHtml(KIND_LABEL[a.kind] || a.kind)}</span>` +
-    `<span class="muted small">${(a.size_bytes / 1e6).toFixed(1)} MB</span></li>`).join("");
-  document.getElementById("artifacts").hidden = false;
+  downloads.set(list.results || list);
+}
+
+function bindRetrain() {
+  const form = document.getElementById("retrain-form");
+  if (!form) return;
+  const note = document.getElementById("artifact-message");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const button = form.querySelector("button");
+    const epochs = form.querySelector("input[name=epochs]").value;
+    button.disabled = true;
+    try {
+      const res = await requestJob(`${page.apiUrl}retrain/`, epochs ? { epochs: Number(epochs) } : {});
+      note.dataset.kind = res.ok ? "progress" : "error";
+      note.textContent = res.ok
+        ? (res.status === 202 ? "Retraining; progress shows above." : "This retrain is ready above.")
+        : errorText(res, "retrain");
+      note.hidden = false;
+      if (res.ok) downloads.upsert(res.body);
+    } finally {
+      button.disabled = false;
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,6 +515,8 @@ function bindControls() {
 
 bindTable();
 bindControls();
+bindRetrain();
+bindProxySelects(state, () => scheduleRender("results"));
 const liveState = document.getElementById("live-state");
 // The snapshot loads once the socket is open (the consumer joins the group before accepting),
 // so every event after the snapshot's seq reaches us; every reconnect re-syncs the same way.

@@ -338,7 +338,8 @@ def _fill(experiment, trial_factory, n):
 def test_it_snapshots_the_experiment_trials_and_curves(viewer_client, experiment, trial_factory):
     trials = _fill(experiment, trial_factory, 8)
     body = viewer_client.get(f"/api/experiments/{experiment.pk}/snapshot/").json()
-    assert set(body) == {"seq", "experiment", "trials", "curves"}
+    assert set(body) == {"seq", "experiment", "trials", "curves", "progress"}
+    assert body["progress"] == []  # one-shot jobs only (tests/web/test_oneshot_web.py)
     assert isinstance(body["seq"], int)
     assert body["experiment"]["id"] == experiment.pk
     assert body["experiment"]["trial_counts"] == {"completed": 2, "running": 2, "failed": 2, "queued": 2}

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def test_it_lists_every_registered_component(viewer_client):
     body = viewer_client.get("/api/registry/").json()
-    assert set(body) == {"spaces", "strategies", "estimators", "datasets", "devices"}
+    assert set(body) == {"spaces", "strategies", "estimators", "oneshot", "benchmark_tables", "datasets", "devices"}
     assert set(body["spaces"]) == set(SPACES.names())
     assert set(body["strategies"]) == set(STRATEGIES.names())
     assert set(body["estimators"]) == set(ESTIMATORS.names())

@@ -103,6 +103,15 @@ class World:
     def draft(self):
         return self.make_experiment()
 
+    def completed_trial(self):
+        """A trial of its own per role, so each request asks for a new package (202)."""
+        return self.make_trial(self.experiment, state="completed", objective=0.8)
+
+    def finished_search(self):
+        experiment = self.make_experiment(status="completed")
+        self.make_trial(experiment, state="completed", objective=0.9)
+        return experiment
+
     def with_status(self, status: str):
         return self.make_experiment(status=status)
 
@@ -198,6 +207,11 @@ API_CASES: dict[tuple[str, str], Case] = {
                                    LIST, empty_for_outsider=True),
     ("artifact-detail", "GET"): Case("GET", lambda w: api("artifact-detail", w.artifact.pk), READ),
     ("artifact-download", "GET"): Case("GET", lambda w: api("artifact-download", w.artifact.pk), READ),
+    # Packages on request: any member may package a trial (a read); retraining costs compute: editors.
+    ("trial-package", "POST"): Case("POST", lambda w: api("trial-package", w.completed_trial().pk),
+                                    (202, 202, 202, 404)),
+    ("experiment-retrain", "POST"): Case("POST", lambda w: api("experiment-retrain", w.finished_search().pk),
+                                         (202, 202, 403, 404)),
     # Comments: every member reads and writes; the author or an owner deletes.
     ("comment-list", "GET"): Case("GET", lambda w: api("comment-list") + f"?experiment={w.comment.experiment_id}", LIST,
                                   empty_for_outsider=True),
