@@ -9,24 +9,16 @@ other tests (DATABASE_URL / REDIS_URL are removed from its environment on purpos
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, manage, running_up, server_env
+
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-ROOT = Path(__file__).resolve().parents[2]
 USERNAME, PASSWORD = "e2e-user", "e2e-password-123"
 SCREENSHOT = Path("/tmp/nas_experiment.png")
-START_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 300
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -37,50 +29,16 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _manage(env: dict, *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=180)  # fmt: skip
-
-
 @pytest.fixture
 def server(tmp_path):
     """`manage.py up` on a free port with a temporary data directory; yields its base URL."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "CHANNELS_PREFIX", "DRAMATIQ_NAMESPACE")}  # fmt: skip
-    env.update(NAS_DATA_DIR=str(tmp_path / "data"), DEBUG="true", WORKER_TORCH_THREADS="1",
-               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # fmt: skip
-    _manage(env, "migrate", "--verbosity", "0")
-    _manage(env, "shell", "-c",
-            "from django.contrib.auth import get_user_model; "
-            f"get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r})")  # fmt: skip
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "up", "--port", str(port), "--workers", "1"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while b"NAS Studio is running" not in log_path.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"manage.py up did not start:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        print(log_path.read_text()[-3000:])
+    env = server_env(tmp_path / "data")
+    manage(env, "migrate", "--verbosity", "0")
+    manage(env, "shell", "-c",
+           "from django.contrib.auth import get_user_model; "
+           f"get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r})")  # fmt: skip
+    with running_up(env, tmp_path / "server.log") as base:
+        yield base
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, ROOT
+
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-STATIC = Path(__file__).resolve().parents[2] / "static"
+STATIC = ROOT / "static"
 ORIGIN = "http://nas.test"
 
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -11,16 +11,11 @@ Runs `manage.py up` with its own data directory (SQLite, embedded Redis), set up
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import zipfile
 
 import pytest
 
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, START_TIMEOUT_S, _free_port, _manage
+from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, manage, running_up, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -57,36 +52,11 @@ print("EXPERIMENT", experiment.pk)
 def server(tmp_path):
     """`manage.py up` on a free port with a temporary data directory holding SETUP's rows;
     yields (base URL, experiment id)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "CHANNELS_PREFIX", "DRAMATIQ_NAMESPACE")}  # fmt: skip
-    env.update(NAS_DATA_DIR=str(tmp_path / "data"), DEBUG="true", WORKER_TORCH_THREADS="1",
-               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # fmt: skip
-    _manage(env, "migrate", "--verbosity", "0")
-    setup = subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True,
-                           capture_output=True, text=True, timeout=180)  # fmt: skip
-    experiment_id = int(setup.stdout.split("EXPERIMENT")[-1].split()[0])
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "up", "--port", str(port), "--workers", "1"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while b"NAS Studio is running" not in log_path.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"manage.py up did not start:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}", experiment_id
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        print(log_path.read_text()[-3000:])
+    env = server_env(tmp_path / "data")
+    manage(env, "migrate", "--verbosity", "0")
+    experiment_id = int(manage(env, "shell", "-c", SETUP).split("EXPERIMENT")[-1].split()[0])
+    with running_up(env, tmp_path / "server.log") as base:
+        yield base, experiment_id
 
 
 @pytest.fixture
