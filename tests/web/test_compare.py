@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from django.utils import timezone
 
 from experiments.choices import ExperimentStatus, TrialState
 from experiments.models import ActivityLog, ActivityVerb, Experiment
+from tests.web.actors import drain
 
 pytestmark = pytest.mark.django_db
 
@@ -437,31 +437,10 @@ def test_it_starts_the_clone_when_asked_and_shows_errors_otherwise(login, editor
 
 
 # A clone reruns the same search ---------------------------------------------------------------------------
-@pytest.fixture
-def outbox(monkeypatch, settings):
-    """Messages the actors send, kept in order instead of reaching the broker (as in test_tasks)."""
-    from experiments import tasks
-
-    settings.DRAMATIQ_BROKER = {
-        **settings.DRAMATIQ_BROKER,
-        "OPTIONS": {**settings.DRAMATIQ_BROKER["OPTIONS"], "namespace": f"compare-test-{uuid.uuid4().hex}"},
-    }
-    messages = []
-    broker = tasks.advance_experiment.broker
-    monkeypatch.setattr(broker, "enqueue", lambda message, *, delay=None: messages.append(message) or message)
-    return messages
-
-
 def run_search(outbox, experiment) -> None:
     """Start and run the search the way one worker would (no watchdog, no model export)."""
-    from experiments import tasks
-
     experiment.start()
-    while outbox:
-        message = outbox.pop(0)
-        if message.actor_name in ("watch_experiment", "finalize_experiment"):
-            continue
-        tasks.advance_experiment.broker.get_actor(message.actor_name).fn(*message.args, **message.kwargs)
+    drain(outbox, skip=("watch_experiment", "finalize_experiment"))
 
 
 @pytest.mark.django_db(transaction=True)  # on_commit must fire for start() and the actors

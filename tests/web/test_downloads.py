@@ -21,7 +21,6 @@ import sys
 import uuid
 import zipfile
 
-import dramatiq
 import numpy as np
 import pytest
 from django.core.files.base import ContentFile
@@ -30,6 +29,7 @@ from experiments import broadcast, engine_bridge, tasks
 from experiments.api.serializers import ArtifactSerializer
 from experiments.choices import ArtifactKind, ArtifactStatus, ExperimentStatus, TrialState
 from experiments.models import ActivityLog, ActivityVerb, Artifact
+from tests.web.actors import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit must fire (jobs are sent on commit)
 
@@ -43,32 +43,6 @@ def _isolated(settings, tmp_path):
         **settings.DRAMATIQ_BROKER,
         "OPTIONS": {**settings.DRAMATIQ_BROKER["OPTIONS"], "namespace": f"dl-test-{uuid.uuid4().hex}"},
     }
-
-
-@pytest.fixture
-def outbox(monkeypatch):
-    """Every message the actors and views send, in order, instead of the broker's queues."""
-    messages: list[dramatiq.Message] = []
-    broker = tasks.advance_experiment.broker
-
-    def enqueue(message, *, delay=None):
-        messages.append(message)
-        return message
-
-    monkeypatch.setattr(broker, "enqueue", enqueue)
-    return messages
-
-
-def drain(outbox, *, skip=("watch_experiment",)) -> list[str]:
-    """Run queued messages like a single worker would, until none is left."""
-    ran = []
-    while outbox and len(ran) < 500:
-        message = outbox.pop(0)
-        if message.actor_name in skip:
-            continue
-        tasks.advance_experiment.broker.get_actor(message.actor_name).fn(*message.args, **message.kwargs)
-        ran.append(message.actor_name)
-    return ran
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import time
 import uuid
 from datetime import timedelta
 
-import dramatiq
 import pytest
 from django.db import OperationalError, transaction
 from django.urls import reverse
@@ -27,6 +26,7 @@ from experiments.forms import option_field_name
 from experiments.models import Artifact, Experiment, ExperimentProgress
 from search_engine.oneshot import ONESHOT, DartsJob, SupernetJob, load_checkpoint
 from search_engine.spaces.nb201 import EDGE_LABELS, OPS, NB201Space
+from tests.web.actors import drain
 
 NB201 = {"C": 4, "N": 1}
 SUPERNET = {"epochs": 1, "top_k": 2, "batch_size": 64, "monitor_archs": 1, "cycles": 6, "population_size": 4,
@@ -58,32 +58,10 @@ def own_redis_namespace(settings):
 
 
 @pytest.fixture
-def outbox(monkeypatch, own_redis_namespace, settings, tmp_path):
-    """Every message the actors send, in order, instead of the broker's queues (and a MEDIA_ROOT
-    of this test's own for checkpoints and artifacts)."""
+def outbox(outbox, own_redis_namespace, settings, tmp_path):
+    """The shared outbox, with a MEDIA_ROOT of this test's own for checkpoints and artifacts."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    messages: list[dramatiq.Message] = []
-    broker = tasks.advance_experiment.broker
-
-    def enqueue(message, *, delay=None):
-        messages.append(message)
-        return message
-
-    monkeypatch.setattr(broker, "enqueue", enqueue)
-    return messages
-
-
-def drain(outbox, *, limit: int = 200, skip=("watch_experiment",)) -> list[str]:
-    """Run queued messages like a single worker would, until none is left."""
-    ran = []
-    while outbox and len(ran) < limit:
-        message = outbox.pop(0)
-        if message.actor_name in skip:
-            continue
-        actor = tasks.advance_experiment.broker.get_actor(message.actor_name)
-        actor.fn(*message.args, **message.kwargs)
-        ran.append(message.actor_name)
-    return ran
+    return outbox
 
 
 def names(outbox) -> list[str]:

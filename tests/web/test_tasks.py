@@ -13,7 +13,6 @@ import uuid
 import zipfile
 from datetime import timedelta
 
-import dramatiq
 import pytest
 from django.conf import settings
 from django.db import OperationalError, transaction
@@ -22,6 +21,7 @@ from django.utils import timezone
 from experiments import tasks
 from experiments.choices import TERMINAL_TRIAL_STATES, ArtifactKind, ExperimentStatus, TrialState
 from experiments.models import Artifact, Experiment, Trial, TrialMetric
+from tests.web.actors import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit must fire; threads must see rows
 
@@ -34,34 +34,6 @@ def _own_redis_namespace(settings):
         **settings.DRAMATIQ_BROKER,
         "OPTIONS": {**settings.DRAMATIQ_BROKER["OPTIONS"], "namespace": f"w2-test-{uuid.uuid4().hex}"},
     }
-
-
-@pytest.fixture
-def outbox(monkeypatch):
-    """Every message the actors send, in order, instead of the broker's queues."""
-    messages: list[dramatiq.Message] = []
-    broker = tasks.advance_experiment.broker
-
-    def enqueue(message, *, delay=None):
-        message.options["w2_delay"] = delay
-        messages.append(message)
-        return message
-
-    monkeypatch.setattr(broker, "enqueue", enqueue)
-    return messages
-
-
-def drain(outbox, *, limit: int = 500, skip=("watch_experiment",)) -> list[str]:
-    """Run queued messages like a single worker would, until none is left."""
-    ran = []
-    while outbox and len(ran) < limit:
-        message = outbox.pop(0)
-        if message.actor_name in skip:
-            continue
-        actor = tasks.advance_experiment.broker.get_actor(message.actor_name)
-        actor.fn(*message.args, **message.kwargs)
-        ran.append(message.actor_name)
-    return ran
 
 
 @pytest.fixture
@@ -263,7 +235,7 @@ def test_the_watchdog_reaps_when_every_worker_died(make_experiment, outbox):
     tasks.advance_experiment.fn(*outbox.pop(0).args)
     watch = [m for m in outbox if m.actor_name == "watch_experiment"]
     assert watch, "advance starts a watch chain"
-    assert watch[0].options["w2_delay"] > 0
+    assert watch[0].options["captured_delay"] > 0
     trial = experiment.trials.get()
     _kill_worker(trial)
     outbox.clear()

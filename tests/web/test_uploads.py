@@ -521,20 +521,6 @@ def test_the_project_page_links_datasets_and_the_upload(client, editor, viewer, 
 
 
 # A small search on each kind of upload -----------------------------------------------------------------------------
-@pytest.fixture
-def outbox(monkeypatch, settings):
-    """Messages the actors send, captured instead of reaching Redis (the test runs them itself)."""
-    import uuid
-
-    settings.DRAMATIQ_BROKER = {
-        **settings.DRAMATIQ_BROKER,
-        "OPTIONS": {**settings.DRAMATIQ_BROKER["OPTIONS"], "namespace": f"upload-test-{uuid.uuid4().hex}"},
-    }
-    messages = []
-    monkeypatch.setattr(tasks.advance_experiment.broker, "enqueue", lambda message, *, delay=None: messages.append(message))
-    return messages
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("name", "make", "options"), [
     ("flowers.csv", csv_bytes, {"target": "species"}),
