@@ -308,11 +308,12 @@ class ExperimentForm(forms.Form):
             payload.pop("strategy_config", None)
         return {k: v for k, v in payload.items() if v is not None}
 
-    def save(self, request):
+    def save(self, request, **save_kwargs):
         """Validate (the form's types and the engine's option rules, then the API's serializer,
         so every error shows at once) and create the draft through the serializer. None, with
         the errors added to the fields, when anything is refused. A built-in dataset picked here
-        is added to the project in the same transaction, so a refused form leaves nothing behind."""
+        is added to the project in the same transaction, so a refused form leaves nothing behind.
+        `save_kwargs` set read-only fields of the new row (e.g. cloned_from)."""
         from .api.serializers import ExperimentSerializer
 
         self.is_valid()
@@ -324,7 +325,7 @@ class ExperimentForm(forms.Form):
             if self.errors:
                 transaction.set_rollback(True)
                 return None
-            return serializer.save()  # the serializer records request.user as created_by
+            return serializer.save(**save_kwargs)  # the serializer records request.user as created_by
 
     def _dataset_id(self, request) -> int | None:
         choice = self.cleaned_data["dataset"]

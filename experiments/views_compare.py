@@ -136,18 +136,7 @@ class CloneForm(ExperimentForm):
             self.initial = clone_initial(source, self)
 
     def save(self, request):
-        from .api.serializers import ExperimentSerializer
-
-        self.is_valid()
-        with transaction.atomic():
-            dataset_id = self._dataset_id(request) if "dataset" in self.cleaned_data else None
-            serializer = ExperimentSerializer(data=self.payload(dataset_id), context={"request": request})
-            if not serializer.is_valid():
-                self._add_api_errors(serializer.errors)
-            if self.errors:
-                transaction.set_rollback(True)
-                return None
-            return serializer.save(cloned_from=self.source)
+        return super().save(request, cloned_from=self.source)
 
 
 @login_required
