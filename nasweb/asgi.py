@@ -12,10 +12,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from experiments.routing import websocket_urlpatterns  # noqa: E402
+from experiments.uploads import RequestBodyLimit  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Upload URLs: refuse a body over UPLOAD_MAX_BYTES on its declared length, or while its
+        # chunks arrive, before Django spools it to a temporary file.
+        "http": RequestBodyLimit(django_asgi_app),
         # Origin check first: a page on another site must not ride the user's session cookie.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -8,6 +8,7 @@ CSV, NPZ and image ZIP uploads become datasets a search runs on.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import stat
@@ -550,3 +551,16 @@ def test_each_kind_of_upload_runs_a_search(editor_client, project, outbox, name,
     assert trial.objective is not None and 0 <= trial.objective <= 1
     assert experiment.status == ExperimentStatus.RUNNING  # the export (finalize) is the next message
     assert "finalize_experiment" in [m.actor_name for m in outbox]
+
+
+def test_the_served_application_refuses_an_oversize_upload_on_its_declared_length(settings):
+    from channels.testing import HttpCommunicator
+
+    from nasweb.asgi import application
+
+    settings.UPLOAD_MAX_BYTES = 1000
+    declared = settings.UPLOAD_MAX_BYTES + uploads.MULTIPART_OVERHEAD_BYTES + 1
+    communicator = HttpCommunicator(application, "POST", "/api/datasets/", body=b"x" * 10,
+                                    headers=[(b"content-length", str(declared).encode()), (b"host", b"localhost")])
+    response = asyncio.run(communicator.get_response())
+    assert response["status"] == 413
