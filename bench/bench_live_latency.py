@@ -26,9 +26,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-from webenv import ROOT, configure_environment
+from webenv import ROOT, configure_environment, setup_django, stop_redis
 
 
 class WebsocketClient:
@@ -98,23 +97,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     configure_environment()
-    import django
-
-    django.setup()
+    started_redis = setup_django()
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.test import Client
 
     from experiments import broadcast
     from experiments.models import Dataset, Experiment, Project, Trial
-    from nasweb import embedded_redis
 
-    call_command("migrate", verbosity=0)
-    started_redis = False
-    if settings.EMBEDDED_REDIS:
-        started_redis = not embedded_redis._answers(Path(settings.DATA_DIR) / "redis.sock")
-        embedded_redis.ensure_running(settings.DATA_DIR)
 
     user, _ = get_user_model().objects.get_or_create(username="bench-latency")
     project = Project.create_for(user, "bench latency")
@@ -171,7 +161,7 @@ def main(argv=None) -> int:
         project.experiments.all().delete()  # datasets are protected while used
         project.delete()
         if started_redis:
-            embedded_redis.stop(settings.DATA_DIR)
+            stop_redis()
 
     if not latencies:
         print("no event arrived")

@@ -20,9 +20,9 @@ import random
 import statistics
 import time
 import uuid
-from pathlib import Path
 
 from webenv import configure_environment as _configure_web_environment
+from webenv import setup_django, stop_redis
 
 
 def configure_environment() -> None:
@@ -102,23 +102,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     configure_environment()
-    import django
-
-    django.setup()
+    started_redis = setup_django()
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.test import Client
     from django.urls import NoReverseMatch, reverse
 
     from experiments.models import Dataset, Experiment, Project
-    from nasweb import embedded_redis
 
-    call_command("migrate", verbosity=0)
-    started_redis = False
-    if settings.EMBEDDED_REDIS:
-        started_redis = not embedded_redis._answers(Path(settings.DATA_DIR) / "redis.sock")
-        embedded_redis.ensure_running(settings.DATA_DIR)
 
     user, _ = get_user_model().objects.get_or_create(username="bench-many")
     project = Project.create_for(user, "bench many trials")
@@ -157,7 +148,7 @@ def main(argv=None) -> int:
         project.experiments.all().delete()  # datasets are protected while used
         project.delete()
         if started_redis:
-            embedded_redis.stop(settings.DATA_DIR)
+            stop_redis()
     return 0
 
 

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from webenv import ROOT
+from webenv import ROOT, setup_django, stop_redis
 from webenv import configure_environment as _configure_web_environment
 
 
@@ -53,21 +53,12 @@ def main(argv=None) -> int:
 
     configure_environment()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up below on SIGTERM too
-    import django
-
-    django.setup()
+    started_redis = setup_django()
     import torch
     from django.conf import settings
-    from django.core.management import call_command
 
-    from nasweb import embedded_redis
 
     torch.set_num_threads(1)
-    call_command("migrate", verbosity=0)
-    started_redis = False
-    if settings.EMBEDDED_REDIS:
-        started_redis = not embedded_redis._answers(Path(settings.DATA_DIR) / "redis.sock")
-        embedded_redis.ensure_running(settings.DATA_DIR)
 
     config = {
         "space": args.space, "space_config": {}, "strategy": args.strategy, "strategy_config": {},
@@ -92,7 +83,7 @@ def main(argv=None) -> int:
     finally:
         stop_workers(workers)
         if started_redis:
-            embedded_redis.stop(settings.DATA_DIR)
+            stop_redis()
     ratio = statistics.median(w / e for e, _, w, _ in rounds)
     engine_over = statistics.median((e - ee) / args.trials for e, ee, _, _ in rounds) * 1000
     web_over = statistics.median((w - we) / args.trials for _, _, w, we in rounds) * 1000

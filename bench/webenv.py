@@ -24,3 +24,30 @@ def configure_environment(**overrides: str) -> None:
     os.environ.update(overrides)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nasweb.settings")
+
+
+def setup_django() -> bool:
+    """django.setup() and migrate; start the embedded Redis when REDIS_URL is unset. Returns
+    whether this process started that Redis (then it should call stop_redis() at the end)."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from nasweb import embedded_redis
+
+    call_command("migrate", verbosity=0)
+    if not settings.EMBEDDED_REDIS:
+        return False
+    started = not embedded_redis._answers(Path(settings.DATA_DIR) / "redis.sock")
+    embedded_redis.ensure_running(settings.DATA_DIR)
+    return started
+
+
+def stop_redis() -> None:
+    from django.conf import settings
+
+    from nasweb import embedded_redis
+
+    embedded_redis.stop(settings.DATA_DIR)
