@@ -7,6 +7,10 @@ from . import estimators, oneshot, spaces, strategies  # noqa: F401  (fills the 
 from .constraints import Constraints, count_flops, count_params, measure_latency_ms, model_size_mb
 from .data import BUILTIN_DATASETS, DatasetError, load_builtin, load_dataset
 from .estimators.base import Estimator
+from .export import export_model, load_model
+from .loop import Callbacks, Outcome, SearchResult, run_search
+from .oneshot import ONESHOT, create_oneshot
+from .pareto import pareto_front
 from .registry import (
     ESTIMATORS,
     SPACES,
@@ -27,6 +31,8 @@ from .types import Architecture, Budget, Candidate, Result, TrialPruned, TrialRe
 
 __all__ = [
     "BUILTIN_DATASETS", "DatasetError", "load_builtin", "load_dataset",
+    "Callbacks", "Outcome", "SearchResult", "run_search", "pareto_front", "export_model", "load_model",
+    "ONESHOT", "create_oneshot",
     "Architecture", "Budget", "Candidate", "ConfigError", "Constraints", "ESTIMATORS", "Estimator",
     "Option", "Result", "SPACES", "STRATEGIES", "SearchSpace", "Strategy", "Task", "TrialPruned",
     "TrialRecord", "count_flops", "count_params", "create_estimator", "create_space",
