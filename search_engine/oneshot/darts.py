@@ -256,14 +256,9 @@ class DartsJob(OneShotJob):
                 group["lr"] = lr
             # The alphas are not in this optimizer; detaching them spares their gradient.
             logits = model.net(xb, weights=F.softmax(model.alphas.detach(), dim=-1), aux_skip=beta)
-            loss = F.cross_entropy(logits, yb)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config["grad_clip"]:
-                nn.utils.clip_grad_norm_(model.weights(), config["grad_clip"])
-            self.optimizer.step()
+            loss = self.weight_step(logits, yb, model.weights())
             with torch.no_grad():
-                loss_sum += loss.detach().double() * len(yb)
+                loss_sum += loss.double() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             step += 1

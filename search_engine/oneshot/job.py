@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..registry import ConfigError, Option, Registry, resolve_options
 from ..runtime import DEVICES, resolve_device
@@ -221,6 +223,16 @@ class OneShotJob(ABC):
     def fingerprint(self, task: Task) -> str:
         config = {k: v for k, v in self.config.items() if k not in self.resumable_with_other}
         return config_fingerprint(self.name, config, self.seed, self.space, task)
+
+    def weight_step(self, logits: torch.Tensor, targets: torch.Tensor, params) -> torch.Tensor:
+        """One optimizer step of the network weights on `logits`; returns the detached loss."""
+        loss = F.cross_entropy(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config["grad_clip"]:
+            nn.utils.clip_grad_norm_(params, self.config["grad_clip"])
+        self.optimizer.step()
+        return loss.detach()
 
     def run(
         self,

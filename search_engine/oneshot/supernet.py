@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..estimators.training import DEFAULT_LR, evaluate_accuracy
@@ -319,14 +318,9 @@ class SupernetJob(OneShotJob):
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             logits = model(xb, choices=self.sample_path())
-            loss = F.cross_entropy(logits, yb)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config["grad_clip"]:
-                nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
-            self.optimizer.step()
+            loss = self.weight_step(logits, yb, model.parameters())
             with torch.no_grad():
-                loss_sum += loss.detach().double() * len(yb)
+                loss_sum += loss.double() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             step += 1
