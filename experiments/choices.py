@@ -9,6 +9,15 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
+
+
+def role_at_least(role: str | None, needed: str) -> bool:
+    """The one role rule: viewers read, editors change experiments and datasets, owners manage
+    the project and its members; each role includes the ones below it. None is "not a member"."""
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+
+
 class ExperimentStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     QUEUED = "queued", "Queued"

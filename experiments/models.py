@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.db.models import F
 from django.urls import NoReverseMatch, reverse
@@ -26,9 +27,8 @@ from .choices import (
     ExperimentStatus,
     Role,
     TrialState,
+    role_at_least,
 )
-
-ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
 
 
 class StateError(Exception):
@@ -71,8 +71,16 @@ class Project(models.Model):
         return membership.role if membership else None
 
     def allows(self, user, needed: str) -> bool:
+        return role_at_least(self.role_of(user), needed)
+
+    def require_role(self, user, needed: str) -> str:
+        """The user's role, or PermissionDenied (403 in pages and the API alike) when it is below
+        `needed`. Membership itself is checked by fetching through `for_user` (a non-member gets
+        404 before this), so this is only ever about the role."""
         role = self.role_of(user)
-        return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+        if not role_at_least(role, needed):
+            raise PermissionDenied(f"You need the {needed} role in project {self.name!r} to do this.")
+        return role
 
     # -- members (views check that `by` is an owner; these keep the rules and the log) -----------
     def add_member(self, user, role: str, by=None) -> Membership:

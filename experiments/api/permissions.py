@@ -10,8 +10,8 @@ from django.db.models import CharField, OuterRef, Subquery, Value
 from rest_framework import permissions
 from rest_framework.exceptions import PermissionDenied
 
-from ..choices import Role
-from ..models import ROLE_RANK, Membership, Project, Trial
+from ..choices import Role, role_at_least
+from ..models import Membership, Project, Trial
 
 
 def role_subquery(user, project_ref: str = "project"):
@@ -40,7 +40,7 @@ def role_for(obj, user) -> str | None:
 
 
 def has_role(role: str | None, needed: str) -> bool:
-    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+    return role_at_least(role, needed)
 
 
 def require_role(project: Project, user, needed: str) -> str:
