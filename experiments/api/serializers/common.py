@@ -1,0 +1,31 @@
+"""What every serializer module shares: the bounds on numbers, and relations that only reach the
+requesting user's rows (anyone else's read as "does not exist", not "forbidden")."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ...models import Dataset, Project
+
+DEVICES = ("cpu", "cuda", "auto")
+MAX_BUDGET_TRIALS = 10_000
+MAX_PARALLELISM = 64
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class UserProjectField(serializers.PrimaryKeyRelatedField):
+    """A project of the requesting user: anyone else's reads as "does not exist", not "forbidden"."""
+
+    def get_queryset(self):
+        return Project.objects.for_user(self.context["request"].user)
+
+
+class UserDatasetField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return Dataset.objects.for_user(self.context["request"].user)
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
