@@ -15,6 +15,7 @@ from .common import (
     DetailSerializer,
     UserDatasetField,
     UserProjectField,
+    UserScopedField,
 )
 from .components import COLUMN_KINDS, COMPONENTS, Component, check_space_fits
 from .datasets import DatasetPreviewResponseSerializer, DatasetPreviewSerializer, DatasetSerializer
@@ -34,5 +35,5 @@ __all__ = [
     "BestTrialSerializer", "Component", "ConstraintsField", "DatasetPreviewResponseSerializer",
     "DatasetPreviewSerializer", "DatasetSerializer", "DetailSerializer", "ExperimentSerializer", "MemberSerializer",
     "PointSerializer", "ProjectSerializer", "RegistrySerializer", "SnapshotSerializer", "TrialDetailSerializer",
-    "TrialSerializer", "UserDatasetField", "UserProjectField", "check_space_fits", "clone_config",
+    "TrialSerializer", "UserDatasetField", "UserProjectField", "UserScopedField", "check_space_fits", "clone_config",
 ]  # fmt: skip

@@ -14,17 +14,23 @@ MAX_BUDGET_TRIALS = 10_000
 MAX_PARALLELISM = 64
 
 
+class UserScopedField(serializers.PrimaryKeyRelatedField):
+    """A row of `model` the requesting user can see (its `for_user` queryset): anyone else's reads
+    as "does not exist", not "forbidden"."""
+
+    model: type | None = None
+
+    def get_queryset(self):
+        return self.model.objects.for_user(self.context["request"].user)
+
+
 @extend_schema_field(OpenApiTypes.INT)
-class UserProjectField(serializers.PrimaryKeyRelatedField):
-    """A project of the requesting user: anyone else's reads as "does not exist", not "forbidden"."""
-
-    def get_queryset(self):
-        return Project.objects.for_user(self.context["request"].user)
+class UserProjectField(UserScopedField):
+    model = Project
 
 
-class UserDatasetField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self):
-        return Dataset.objects.for_user(self.context["request"].user)
+class UserDatasetField(UserScopedField):
+    model = Dataset
 
 
 class DetailSerializer(serializers.Serializer):
