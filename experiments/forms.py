@@ -1,34 +1,36 @@
 """Page forms. The new-experiment form builds its inputs from the engine registries and leaves
 every rule to the engine (Option.coerce) and to the API's ExperimentSerializer, so a config the
-page accepts is exactly a config the API accepts."""
+page accepts is exactly a config the API accepts; "clone and edit" prefills it from the same
+clone_config the API's clone uses. Then the team pages' forms: sign-up, invite, role, comment."""
 
 from __future__ import annotations
 
 import json
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 
 from search_engine.data import BUILTIN_DATASETS
-from search_engine.oneshot import ONESHOT
-from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES, ConfigError
+from search_engine.registry import ConfigError
+from search_engine.rules import CONSTRAINT_KEYS
 from search_engine.runtime import DEVICES
 
+from .api.serializers import COLUMN_KINDS, COMPONENTS, DatasetSerializer, ExperimentSerializer, clone_config
 from .benchmarks import list_tables
-from .choices import DatasetSource
-from .models import Project
+from .choices import DatasetSource, Role
+from .models import Comment, Experiment, NoSuchUser, Project, find_user
 
-REGISTRIES = {"space": SPACES, "strategy": STRATEGIES, "estimator": ESTIMATORS}
 # The "Method" select: a search strategy proposes candidates one by one, or a one-shot method
 # trains one supernet and hands its top architectures to the trials.
 METHOD_SEARCH = "search"
 ONESHOT_PREFIX = "oneshot:"
 ONESHOT_LABELS = {"supernet": "One-shot: supernet (weight sharing)", "darts": "One-shot: DARTS"}
-# One-shot options the experiment decides (its device) or the worker (torch threads).
-ONESHOT_HIDDEN_OPTIONS = ("device", "threads")
 TABULAR_PATH_FIELD = "estimator__tabular__path"
-CONSTRAINT_FIELDS = ("max_params", "max_flops", "max_size_mb", "max_latency_ms")
 BUILTIN_PREFIX = "builtin:"
+# Each column kind's initial choice, where the registry has it.
+INITIAL_COMPONENTS = {"space": "mlp", "strategy": "random", "estimator": "train"}
 # Serializer fields that map one to one onto a form field of the same name.
 DIRECT_FIELDS = (
     "name",
@@ -180,25 +182,25 @@ class ExperimentForm(forms.Form):
                 ],
             ),
         ]
-        self.descriptions = {kind: registry.describe() for kind, registry in REGISTRIES.items()}
+        self._add_component_fields()
+
+    def _add_component_fields(self) -> None:
+        """A select per column kind, the "Method" select, and an input per option of every
+        component: one loop over the registries, one-shot methods included."""
+        self.descriptions = {kind: component.describe() for kind, component in COMPONENTS.items()}
         for kind, described in self.descriptions.items():
-            self.fields[kind].choices = [(name, name) for name in described]
             for component, info in described.items():
                 for option, option_info in info["options"].items():
                     field = _option_form_field(option_info)
                     field.label = option
                     self.fields[option_field_name(kind, component, option)] = field
-        self.oneshot_descriptions = ONESHOT.describe()
+        for kind in COLUMN_KINDS:
+            self.fields[kind].choices = [(name, name) for name in self.descriptions[kind]]
+            initial = INITIAL_COMPONENTS[kind]
+            self.fields[kind].initial = initial if initial in self.descriptions[kind] else None
         self.fields["method"].choices = [(METHOD_SEARCH, "Search strategy")] + [
-            (ONESHOT_PREFIX + name, ONESHOT_LABELS.get(name, f"One-shot: {name}")) for name in self.oneshot_descriptions
+            (ONESHOT_PREFIX + name, ONESHOT_LABELS.get(name, f"One-shot: {name}")) for name in self.descriptions["oneshot"]
         ]
-        for name, info in self.oneshot_descriptions.items():
-            for option, option_info in info["options"].items():
-                if option in ONESHOT_HIDDEN_OPTIONS:
-                    continue
-                field = _option_form_field(option_info)
-                field.label = option
-                self.fields[option_field_name("oneshot", name, option)] = field
         if TABULAR_PATH_FIELD in self.fields:
             tables = list_tables()
             self.fields[TABULAR_PATH_FIELD] = forms.ChoiceField(
@@ -206,44 +208,24 @@ class ExperimentForm(forms.Form):
                 help_text="a CSV table from the server's benchmark folder (TABULAR_BENCHMARK_DIR)" if tables
                 else "no tables yet: an administrator puts CSV files in the server's TABULAR_BENCHMARK_DIR",
             )  # fmt: skip
-        self.fields["space"].initial = "mlp" if "mlp" in SPACES.entries else None
-        self.fields["strategy"].initial = "random" if "random" in STRATEGIES.entries else None
-        self.fields["estimator"].initial = "train" if "train" in ESTIMATORS.entries else None
 
     # -- rendering ---------------------------------------------------------------------------
+    def _components(self, kind: str) -> list[dict]:
+        """Per component of a registry: its name, help and option inputs."""
+        return [
+            {"name": name, "help": info["help"],
+             "fields": [self[option_field_name(kind, name, opt)] for opt in info["options"]]}
+            for name, info in self.descriptions[kind].items()
+        ]  # fmt: skip
+
     def component_groups(self) -> list[dict]:
-        """Per registry: the select and, per component, its help and option inputs (the page
+        """Per column kind: the select and, per component, its help and option inputs (the page
         shows only the selected component's options)."""
-        groups = []
-        for kind, described in self.descriptions.items():
-            groups.append(
-                {
-                    "kind": kind,
-                    "field": self[kind],
-                    "components": [
-                        {
-                            "name": name,
-                            "help": info["help"],
-                            "fields": [self[option_field_name(kind, name, opt)] for opt in info["options"]],
-                        }
-                        for name, info in described.items()
-                    ],
-                }
-            )
-        return groups
+        return [{"kind": kind, "field": self[kind], "components": self._components(kind)} for kind in COLUMN_KINDS]
 
     def oneshot_components(self) -> list[dict]:
         """Per one-shot method: the "Method" value that shows it, its help and its option inputs."""
-        return [
-            {
-                "name": name,
-                "method": ONESHOT_PREFIX + name,
-                "help": info["help"],
-                "fields": [self[option_field_name("oneshot", name, opt)] for opt in info["options"]
-                           if opt not in ONESHOT_HIDDEN_OPTIONS],
-            }
-            for name, info in self.oneshot_descriptions.items()
-        ]
+        return [{**entry, "method": ONESHOT_PREFIX + entry["name"]} for entry in self._components("oneshot")]
 
     @property
     def oneshot_name(self) -> str | None:
@@ -254,7 +236,7 @@ class ExperimentForm(forms.Form):
     def clean(self):
         data = super().clean()
         oneshot = self.oneshot_name
-        for kind, registry in REGISTRIES.items():
+        for kind in COLUMN_KINDS:
             name = data.get(kind)
             if kind == "strategy" and oneshot:
                 continue  # the one-shot job's top architectures are the trials (the `fixed` strategy)
@@ -262,17 +244,16 @@ class ExperimentForm(forms.Form):
                 if kind == "strategy":
                     self.add_error(kind, "This field is required.")
                 continue
-            data[f"{kind}_config"] = self._options(kind, name, registry.get(name).options, data)
+            data[f"{kind}_config"] = self._options(kind, name, data)
         if oneshot:
-            options = {k: o for k, o in ONESHOT.get(oneshot).options.items() if k not in ONESHOT_HIDDEN_OPTIONS}
-            data["oneshot"] = {"name": oneshot, "config": self._options("oneshot", oneshot, options, data)}
-        data["constraints"] = {k: data[k] for k in CONSTRAINT_FIELDS if data.get(k) is not None}
+            data["oneshot"] = {"name": oneshot, "config": self._options("oneshot", oneshot, data)}
+        data["constraints"] = {k: data[k] for k in CONSTRAINT_KEYS if data.get(k) is not None}
         return data
 
-    def _options(self, kind: str, name: str, options: dict, data: dict) -> dict:
+    def _options(self, kind: str, name: str, data: dict) -> dict:
         """The typed values of one component's option inputs (empty ones: the engine's default)."""
         config = {}
-        for option_name, option in options.items():
+        for option_name, option in COMPONENTS[kind].options(name).items():
             field_name = option_field_name(kind, name, option_name)
             raw = data.get(field_name)
             if raw is None or raw == "" or (option.type is list and raw == []):
@@ -314,8 +295,6 @@ class ExperimentForm(forms.Form):
         the errors added to the fields, when anything is refused. A built-in dataset picked here
         is added to the project in the same transaction, so a refused form leaves nothing behind.
         `save_kwargs` set read-only fields of the new row (e.g. cloned_from)."""
-        from .api.serializers import ExperimentSerializer
-
         self.is_valid()
         with transaction.atomic():
             dataset_id = self._dataset_id(request) if "dataset" in self.cleaned_data else None
@@ -331,8 +310,6 @@ class ExperimentForm(forms.Form):
         choice = self.cleaned_data["dataset"]
         if not choice.startswith(BUILTIN_PREFIX):
             return int(choice)
-        from .api.serializers import DatasetSerializer
-
         name = choice.removeprefix(BUILTIN_PREFIX)
         serializer = DatasetSerializer(
             data={
@@ -370,7 +347,7 @@ class ExperimentForm(forms.Form):
         if key == "oneshot":
             candidate = option_field_name("oneshot", self.oneshot_name or "", prefix.strip())
             return candidate if candidate in self.fields else "method"
-        if key.endswith("_config") and key[: -len("_config")] in REGISTRIES:
+        if key.endswith("_config") and key[: -len("_config")] in COLUMN_KINDS:
             kind = key[: -len("_config")]
             candidate = option_field_name(
                 kind, self.cleaned_data.get(kind, ""), key.partition(".")[2] or prefix.strip()
@@ -378,7 +355,7 @@ class ExperimentForm(forms.Form):
             return candidate if candidate in self.fields else kind
         if key.startswith("constraints"):
             sub = key.partition(".")[2] or prefix.strip()
-            return sub if sub in CONSTRAINT_FIELDS else None
+            return sub if sub in CONSTRAINT_KEYS else None
         if key in self.fields:
             return key
         return None
@@ -390,3 +367,86 @@ def _flatten(messages) -> list:
     if isinstance(messages, (list, tuple)):
         return [m for item in messages for m in _flatten(item)]
     return [messages]
+
+
+# Clone and edit --------------------------------------------------------------------------------------
+def _as_input(field: forms.Field, value):
+    """A stored option value as its input shows it: lists of words comma-separated (as typed), any
+    other list as JSON (the form parses both), so the saved clone gets the same values back."""
+    if isinstance(value, list) and not isinstance(field, forms.MultipleChoiceField):
+        if all(isinstance(v, str) and "," not in v for v in value) and value:
+            return ", ".join(value)
+        return json.dumps(value) if value else ""
+    return value
+
+
+def clone_initial(source: Experiment, form: ExperimentForm) -> dict:
+    """The new-experiment form's values for a copy of `source` (serializers.clone_config, as the
+    API's clone): name, dataset, components with every stored option, constraints, budget, seed
+    and device. The clone starts as a draft unless the person ticks "Start right away"."""
+    config = clone_config(source)
+    initial = {name: config[name] for name in DIRECT_FIELDS}
+    initial.update(dataset=str(config["dataset"].pk), start_now=False)
+    initial.update({k: v for k, v in (config["constraints"] or {}).items() if k in CONSTRAINT_KEYS and v is not None})
+    components = [(kind, config[kind], config[f"{kind}_config"]) for kind in COLUMN_KINDS]
+    if config["oneshot"]:
+        initial["method"] = ONESHOT_PREFIX + config["oneshot"].get("name", "")
+        components.append(("oneshot", config["oneshot"].get("name", ""), config["oneshot"].get("config")))
+    for kind, component, options in components:
+        for option, value in (options or {}).items():
+            field_name = option_field_name(kind, component, option)
+            if field_name in form.fields:  # an option the registry no longer has keeps its default
+                initial[field_name] = _as_input(form.fields[field_name], value)
+    return initial
+
+
+class CloneForm(ExperimentForm):
+    """The new-experiment form for a copy of `source`. The same inputs and the same validation (the
+    form's types, the engine's options, the API's serializer); the one difference is that the new
+    row names its source, which the serializer keeps read-only (an API client can not claim a
+    lineage), so that the activity log says "cloned" and the page can link back."""
+
+    def __init__(self, source: Experiment, *args, **kwargs):
+        super().__init__(source.project, *args, **kwargs)
+        self.source = source
+        if not self.is_bound:
+            self.initial = clone_initial(source, self)
+
+    def save(self, request):
+        return super().save(request, cloned_from=self.source)
+
+
+# Accounts and teams ---------------------------------------------------------------------------------
+class SignUpForm(UserCreationForm):
+    email = forms.EmailField(help_text="Teammates can invite you to their projects by this address.")
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+    def clean_email(self):
+        # Invitations look users up by email, so one address must not name two accounts.
+        email = self.cleaned_data["email"]
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("an account with this email already exists; log in instead")
+        return email
+
+
+class InviteForm(forms.Form):
+    user = forms.CharField(label="Username or email", max_length=254,
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "vera or vera@example.com"}))  # fmt: skip
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
+
+    def clean_user(self):
+        try:
+            return find_user(self.cleaned_data["user"])
+        except NoSuchUser as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(label="Comment", max_length=Comment.MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
@@ -27,7 +28,8 @@ from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRen
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..choices import TERMINAL_TRIAL_STATES, TrialState
+from search_engine.rules import best_of, counts_against_budget, error_line, params_of
+
 from ..models import Experiment, Trial
 
 MAX_COMPARED = 20
@@ -92,15 +94,14 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def comparison(experiments: list[Experiment]) -> list[dict]:
-    """Per experiment: the table row plus `series`. Two queries whatever the trial count: every
-    trial's compact row, then the metrics of each experiment's best trial."""
+def _series(experiments: list[Experiment]) -> tuple[dict, dict, dict]:
+    """One query for every trial's compact row: per experiment the column-wise series, the trials
+    spent and the best trial as (objective, number, trial id), both by search_engine.rules."""
     ids = [e.pk for e in experiments]
     by_id = {e.pk: e for e in experiments}
     series = {pk: {column: [] for column in SERIES_COLUMNS} for pk in ids}
     spent = dict.fromkeys(ids, 0)
-    best: dict[int, tuple[float, int, int]] = {}  # experiment -> (objective, number, trial id)
-
+    trials: dict[int, list[tuple]] = {pk: [] for pk in ids}  # (state, objective, params, number, trial id)
     rows = (
         Trial.objects.filter(experiment_id__in=ids)
         .order_by("experiment_id", "number")
@@ -125,15 +126,22 @@ def comparison(experiments: list[Experiment]) -> list[dict]:
         column["finished_s"].append(_seconds(finished_at, by_id[experiment_id].started_at))
         column["params"].append(params)
         column["latency_ms"].append(latency)
-        # Budget as everywhere else: statically infeasible candidates were never trained.
-        if state in TERMINAL_TRIAL_STATES and not (state == TrialState.INFEASIBLE and started_at is None):
-            spent[experiment_id] += 1
-        # "Best" as TrialQuerySet.best_first: completed and scored, ties to the earlier trial.
-        if state == TrialState.COMPLETED and objective is not None:
-            current = best.get(experiment_id)
-            if current is None or objective > current[0]:
-                best[experiment_id] = (objective, number, pk)
+        # A trial that never started was never trained: the static checks refused it.
+        spent[experiment_id] += counts_against_budget(state, trained=started_at is not None)
+        trials[experiment_id].append((state, objective, params_of({"params": params}), number, pk))
+    best = {}
+    for experiment_id, rows_of_one in trials.items():
+        top = best_of(rows_of_one, state=itemgetter(0), objective=itemgetter(1), params=itemgetter(2),
+                      number=itemgetter(3))  # fmt: skip
+        if top is not None:
+            best[experiment_id] = top[1], top[3], top[4]
+    return series, spent, best
 
+
+def comparison(experiments: list[Experiment]) -> list[dict]:
+    """Per experiment: the table row plus `series`. Two queries whatever the trial count: every
+    trial's compact row, then the metrics of each experiment's best trial."""
+    series, spent, best = _series(experiments)
     best_metrics = dict(
         Trial.objects.filter(pk__in=[b[2] for b in best.values()]).values_list("id", "metrics")
     )
@@ -222,12 +230,6 @@ def _cell(value):
 
 
 # Trials of one experiment -----------------------------------------------------------------------------
-def _error_line(error: str) -> str:
-    # The exception line: an error is a traceback summary whose last line names what went wrong.
-    lines = (error or "").strip().splitlines()
-    return lines[-1][:300] if lines else ""
-
-
 def trial_records(experiment: Experiment) -> Iterator[dict]:
     """Every trial as a flat record (TRIAL_COLUMNS), read in chunks with a server-side cursor where
     the database has one: memory stays flat however many trials the experiment has."""
@@ -251,7 +253,7 @@ def trial_records(experiment: Experiment) -> Iterator[dict]:
         record = dict(zip(TRIAL_COLUMNS, row, strict=True))
         record["started_at"] = _iso(record["started_at"])
         record["finished_at"] = _iso(record["finished_at"])
-        record["error"] = _error_line(record["error"])
+        record["error"] = error_line(record["error"])
         yield record
 
 

@@ -6,7 +6,7 @@ one multipart request; sample images of a saved dataset; deletion refused while 
     POST /api/datasets/           {project, name?, upload_token, options}       -> 201 dataset
                                   multipart {project, name?, source?, file, options?} (one step)
 
-Uploads are size-limited while they arrive (uploads.UploadLimitHandler, 413) and refused with
+Uploads are size-limited while they arrive (uploads.limits, 413) and refused with
 400 {"file" or "options": ["<file>: <field>: <reason>"], "error": {file, field, reason}}.
 """
 
@@ -24,7 +24,7 @@ from ..choices import Role
 from ..models import Dataset
 from . import serializers as s
 from .filters import DatasetFilter
-from .permissions import require_role, role_subquery
+from .permissions import role_subquery
 from .views import CONFLICT, Conflict, ScopedViewSet
 
 TOO_LARGE = OpenApiResponse(description="The upload is over UPLOAD_MAX_BYTES; nothing was stored")
@@ -64,7 +64,7 @@ class DatasetViewSet(ScopedViewSet, viewsets.ModelViewSet):
         super().initial(request, *args, **kwargs)
 
     def perform_create(self, serializer):
-        role = require_role(serializer.validated_data["project"], self.request.user, Role.EDITOR)
+        role = serializer.validated_data["project"].require_role(self.request.user, Role.EDITOR)
         serializer.save().my_role = role
 
     def perform_destroy(self, dataset):

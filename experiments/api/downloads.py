@@ -15,7 +15,6 @@ from rest_framework.views import APIView
 from .. import exports
 from ..choices import ArtifactStatus, Role
 from ..models import Experiment, StateError, Trial
-from .permissions import require_role
 from .serializers import ArtifactSerializer
 from .views import CONFLICT, Conflict
 
@@ -61,7 +60,7 @@ class ExperimentRetrainView(APIView):
                    responses=JOB_RESPONSES)  # fmt: skip
     def post(self, request, pk: int):
         experiment = get_object_or_404(Experiment.objects.for_user(request.user).select_related("project"), pk=pk)
-        require_role(experiment.project, request.user, Role.EDITOR)
+        experiment.project.require_role(request.user, Role.EDITOR)
         options = RetrainSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         try:

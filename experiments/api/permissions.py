@@ -2,13 +2,14 @@
 
 Querysets are already scoped by membership (`for_user`), so a non-member never reaches these
 checks: the object is simply not found (404). A member who may look but not change gets 403.
+The rule itself is choices.role_at_least; where there is no object yet (creates), views call
+Project.require_role.
 """
 
 from __future__ import annotations
 
 from django.db.models import CharField, OuterRef, Subquery, Value
 from rest_framework import permissions
-from rest_framework.exceptions import PermissionDenied
 
 from ..choices import Role, role_at_least
 from ..models import Membership, Project, Trial
@@ -16,7 +17,8 @@ from ..models import Membership, Project, Trial
 
 def role_subquery(user, project_ref: str = "project"):
     """The requesting user's role in the row's project, as a subquery for `.annotate(my_role=...)`,
-    so that permission checks and the `my_role` field cost no query per object."""
+    so that permission checks and the `my_role` field cost no query per object. The one way to
+    annotate a role: the API's querysets and the project list page use it alike."""
     if not user.is_authenticated:  # the schema generator asks without a user
         return Value(None, output_field=CharField())
     return Subquery(
@@ -39,19 +41,6 @@ def role_for(obj, user) -> str | None:
     return role
 
 
-def has_role(role: str | None, needed: str) -> bool:
-    return role_at_least(role, needed)
-
-
-def require_role(project: Project, user, needed: str) -> str:
-    """For creates, where there is no object yet: the project comes from the request body.
-    Returns the user's role."""
-    role = project.role_of(user)
-    if not has_role(role, needed):
-        raise PermissionDenied(f"You need the {needed} role in project {project.name!r} to do this.")
-    return role
-
-
 class ProjectRole(permissions.BasePermission):
     """Members read; editors change experiments and datasets; owners change the project itself."""
 
@@ -63,5 +52,5 @@ class ProjectRole(permissions.BasePermission):
             return role is not None
         needed = Role.OWNER if isinstance(obj, Project) else Role.EDITOR
         needed = getattr(view, "required_roles", {}).get(view.action, needed)
-        return has_role(role, needed)
+        return role_at_least(role, needed)
 

@@ -19,6 +19,7 @@ from ..choices import Role
 from ..models import ActivityLog, Comment, Experiment, NoSuchUser, Project, Trial, find_user
 from .filters import NullsLastOrderingFilter
 from .permissions import role_for, role_subquery
+from .serializers import UserScopedField
 
 
 # Members ------------------------------------------------------------------------------------------
@@ -68,14 +69,12 @@ class ProjectActivityView(generics.ListAPIView):
 
 
 # Comments -----------------------------------------------------------------------------------------
-class UserExperimentField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self):
-        return Experiment.objects.for_user(self.context["request"].user)
+class UserExperimentField(UserScopedField):
+    model = Experiment
 
 
-class UserTrialField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self):
-        return Trial.objects.for_user(self.context["request"].user)
+class UserTrialField(UserScopedField):
+    model = Trial
 
 
 class CommentSerializer(serializers.ModelSerializer):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import namedtuple
+from operator import attrgetter
 
 import redis
 from django.db import transaction
@@ -21,9 +22,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES
+from search_engine.data import BUILTIN_DATASETS
+from search_engine.rules import best_of, params_of
 
 from .. import broadcast
+from ..benchmarks import list_tables
 from ..choices import TERMINAL_STATUSES, ArtifactStatus, ExperimentStatus, Role, TrialState
 from ..models import (
     Artifact,
@@ -38,7 +41,7 @@ from ..models import (
 from . import serializers as s
 from . import team
 from .filters import ExperimentFilter, NullsLastOrderingFilter, TrialFilter
-from .permissions import ProjectRole, require_role, role_subquery
+from .permissions import ProjectRole, role_subquery
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +192,7 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
         return page
 
     def perform_create(self, serializer):
-        role = require_role(serializer.validated_data["project"], self.request.user, Role.EDITOR)
+        role = serializer.validated_data["project"].require_role(self.request.user, Role.EDITOR)
         serializer.save().my_role = role
 
     def perform_update(self, serializer):
@@ -242,19 +245,7 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def clone(self, request, pk=None):
         source = self.get_object()
-        copied = {name: getattr(source, name) for name in (
-            "project", "dataset", "description", "space", "space_config", "strategy", "strategy_config",
-            "estimator", "estimator_config", "constraints", "budget_trials", "budget_wall_time_s",
-            "parallelism", "seed", "device", "oneshot",
-        )}  # fmt: skip
-        if source.oneshot:
-            # The job itself runs again: its `fixed` list and trimmed budget were its result.
-            copied.update(strategy="fixed", strategy_config={"archs": [], "then": "stop"},
-                          budget_trials=(source.oneshot_result or {}).get("budget_trials_requested",
-                                                                          source.budget_trials))  # fmt: skip
-        clone = Experiment.objects.create(
-            name=f"{source.name} (copy)"[:100], cloned_from=source, created_by=request.user, **copied
-        )
+        clone = Experiment.objects.create(cloned_from=source, created_by=request.user, **s.clone_config(source))
         clone.my_role = source.my_role
         return Response(self.get_serializer(clone).data, status=status.HTTP_201_CREATED)
 
@@ -271,8 +262,8 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
         experiment.trial_counts = {}
         for trial in trials:
             experiment.trial_counts[trial.state] = experiment.trial_counts.get(trial.state, 0) + 1
-        scored = [t for t in trials if t.state == TrialState.COMPLETED and t.objective is not None]
-        experiment.best = min(scored, key=lambda t: (-t.objective, t.number)) if scored else None
+        experiment.best = best_of(trials, state=attrgetter("state"), objective=attrgetter("objective"),
+                                  params=lambda t: params_of(t.metrics), number=attrgetter("number"))
 
         running = [t.pk for t in trials if t.state == TrialState.RUNNING]
         finished = sorted((t for t in trials if t.finished_at and t.started_at),
@@ -357,21 +348,14 @@ class ArtifactViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
 
 # Registry ---------------------------------------------------------------------------------------
 class RegistryView(APIView):
-    """Every space, strategy and estimator with its options, the built-in datasets and devices:
+    """Every space, strategy, estimator and one-shot method with its options (one loop over the
+    registries, serializers.COMPONENTS), the built-in datasets and devices:
     what a new-experiment form offers."""
 
     @extend_schema(responses={200: s.RegistrySerializer})
     def get(self, request):
-        from search_engine.data import BUILTIN_DATASETS
-        from search_engine.oneshot import ONESHOT
-
-        from ..benchmarks import list_tables
-
         return Response({
-            "spaces": SPACES.describe(),
-            "strategies": STRATEGIES.describe(),
-            "estimators": ESTIMATORS.describe(),
-            "oneshot": ONESHOT.describe(),
+            **{component.listing: component.registry.describe() for component in s.COMPONENTS.values()},
             "benchmark_tables": list_tables(),
             "datasets": dict(BUILTIN_DATASETS),
             "devices": list(s.DEVICES),

@@ -75,7 +75,7 @@ def test_it_redirects_anonymous_users_to_login(client, experiment, trial_factory
 
 
 def test_it_logs_in_through_the_form_and_out_with_post(client, owner, project):
-    from tests.conftest import PASSWORD
+    from tests.web.conftest import PASSWORD
 
     page = client.get(reverse("login"))
     assert b'name="username"' in page.content and b'name="password"' in page.content

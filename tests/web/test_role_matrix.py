@@ -31,7 +31,7 @@ from rest_framework.test import APIClient
 
 from experiments.choices import Role
 from experiments.models import Artifact, Comment, Membership, Project
-from tests.conftest import IRIS, make_builtin_dataset
+from tests.web.conftest import IRIS, make_builtin_dataset
 
 ROLES = ("owner", "editor", "viewer", "outsider")
 

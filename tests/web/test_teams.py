@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from experiments.choices import Role
 from experiments.models import ActivityLog, ActivityVerb, Artifact, Comment, Experiment, Membership, Project
-from tests.conftest import PASSWORD
+from tests.web.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -21,6 +21,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from experiments import engine_bridge, tasks, uploads
 from experiments.choices import ExperimentStatus, TrialState
 from experiments.models import Dataset, Experiment
+from experiments.uploads import limits
+from nasweb.middleware import RequestBodyLimit
 
 pytestmark = pytest.mark.django_db
 
@@ -227,7 +229,7 @@ def test_it_refuses_an_upload_over_the_limit_before_reading_it(editor_client, pr
 def test_it_stops_an_upload_while_streaming_once_it_passes_the_limit(editor_client, project, media, settings,
                                                                     monkeypatch):  # fmt: skip
     # Let the declared Content-Length through, so the byte count during parsing has to catch it.
-    monkeypatch.setattr(uploads, "MULTIPART_OVERHEAD_BYTES", 10**9)
+    monkeypatch.setattr(limits, "MULTIPART_OVERHEAD_BYTES", 10**9)
     settings.UPLOAD_MAX_BYTES = 1024
     response = one_step(editor_client, project, "big.csv", csv_bytes(400))
     assert response.status_code == 413
@@ -298,7 +300,7 @@ def asgi_post(path: str, chunks: list[bytes], headers=()) -> tuple[int, bytes, i
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": path, "headers": list(headers)}
-    asyncio.run(uploads.RequestBodyLimit(_reading_app)(scope, receive, send))
+    asyncio.run(RequestBodyLimit(_reading_app)(scope, receive, send))
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]), len(messages)
 
 

@@ -1,7 +1,8 @@
 """Pages for accounts and teams: sign-up, members, the activity log and comments.
 
-Same rules as views.py: fetch through `for_user` (a non-member gets 404), check the role (403),
-call one model verb, redirect or render. Password change is Django's own view (see urls.py).
+Same rules as every page: fetch through `for_user` (a non-member gets 404), check the role with
+Project.require_role (403), call one model verb, redirect or render. Password change is Django's
+own view (see urls.py).
 
 Who may do what: any member reads the members page and the activity log and comments (viewers
 read and discuss); owners invite, change roles and remove; a comment is deleted by its author or
@@ -10,12 +11,10 @@ an owner.
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404
@@ -23,55 +22,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from .choices import Role
-from .models import (
-    Comment,
-    Experiment,
-    Membership,
-    MembershipError,
-    NoSuchUser,
-    Project,
-    Trial,
-    find_user,
-)
+from ..choices import Role, role_at_least
+from ..forms import CommentForm, InviteForm, RoleForm, SignUpForm
+from ..models import Comment, Experiment, Membership, MembershipError, Project, Trial
 
 ACTIVITY_PAGE_SIZE = 50
-
-
-# Forms --------------------------------------------------------------------------------------------
-class SignUpForm(UserCreationForm):
-    email = forms.EmailField(help_text="Teammates can invite you to their projects by this address.")
-
-    class Meta(UserCreationForm.Meta):
-        model = get_user_model()
-        fields = ("username", "email")
-
-    def clean_email(self):
-        # Invitations look users up by email, so one address must not name two accounts.
-        email = self.cleaned_data["email"]
-        if get_user_model().objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("an account with this email already exists; log in instead")
-        return email
-
-
-class InviteForm(forms.Form):
-    user = forms.CharField(label="Username or email", max_length=254,
-                           widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "vera or vera@example.com"}))  # fmt: skip
-    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
-
-    def clean_user(self):
-        try:
-            return find_user(self.cleaned_data["user"])
-        except NoSuchUser as exc:
-            raise forms.ValidationError(str(exc)) from None
-
-
-class RoleForm(forms.Form):
-    role = forms.ChoiceField(choices=Role.choices)
-
-
-class CommentForm(forms.Form):
-    body = forms.CharField(label="Comment", max_length=Comment.MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}))
 
 
 # Accounts -----------------------------------------------------------------------------------------
@@ -91,23 +46,18 @@ def signup(request):
 
 
 # Members ------------------------------------------------------------------------------------------
-def _project_for(request, pk: int) -> tuple[Project, str]:
-    project = get_object_or_404(Project.objects.for_user(request.user), pk=pk)
-    return project, project.role_of(request.user)
-
-
-def _require_owner(role: str) -> None:
-    if role != Role.OWNER:
-        raise PermissionDenied("only the project's owners manage its members")
+def _project(request, pk: int) -> Project:
+    return get_object_or_404(Project.objects.for_user(request.user), pk=pk)
 
 
 @login_required
 def project_members(request, pk: int):
     """GET: everyone in the project with their role. POST (owners): invite an existing user."""
-    project, role = _project_for(request, pk)
+    project = _project(request, pk)
+    role = project.role_of(request.user)
     form = InviteForm(request.POST or None)
     if request.method == "POST":
-        _require_owner(role)
+        project.require_role(request.user, Role.OWNER)
         if form.is_valid():
             invitee, new_role = form.cleaned_data["user"], form.cleaned_data["role"]
             try:
@@ -121,7 +71,7 @@ def project_members(request, pk: int):
     return render(request, "experiments/members.html", {
         "project": project,
         "role": role,
-        "is_owner": role == Role.OWNER,
+        "is_owner": role_at_least(role, Role.OWNER),
         "members": members,
         "owner_count": sum(1 for m in members if m.role == Role.OWNER),
         "roles": Role.choices,
@@ -129,19 +79,20 @@ def project_members(request, pk: int):
     })  # fmt: skip
 
 
-def _membership(project: Project, username: str) -> Membership:
+def _managed_membership(request, pk: int, username: str) -> tuple[Project, Membership]:
+    """The project and the membership an owner is about to change (403 for anyone else)."""
+    project = _project(request, pk)
+    project.require_role(request.user, Role.OWNER)
     membership = project.memberships.select_related("user").filter(user__username=username).first()
     if membership is None:
         raise Http404(f"{username!r} is not a member of this project")
-    return membership
+    return project, membership
 
 
 @login_required
 @require_POST
 def member_role(request, pk: int, username: str):
-    project, role = _project_for(request, pk)
-    _require_owner(role)
-    membership = _membership(project, username)
+    project, membership = _managed_membership(request, pk, username)
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Role: {' '.join(form.errors['role'])}")
@@ -160,9 +111,7 @@ def member_role(request, pk: int, username: str):
 @login_required
 @require_POST
 def member_remove(request, pk: int, username: str):
-    project, role = _project_for(request, pk)
-    _require_owner(role)
-    membership = _membership(project, username)
+    project, membership = _managed_membership(request, pk, username)
     try:
         project.remove_member(membership.user, by=request.user)
     except Membership.DoesNotExist:
@@ -180,7 +129,8 @@ def member_remove(request, pk: int, username: str):
 # Activity -----------------------------------------------------------------------------------------
 @login_required
 def project_activity(request, pk: int):
-    project, role = _project_for(request, pk)
+    project = _project(request, pk)
+    role = project.role_of(request.user)
     page = Paginator(project.activity.order_by("-created_at", "-id"), ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "experiments/activity.html", {"project": project, "role": role, "page_obj": page})
 

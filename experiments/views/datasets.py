@@ -11,24 +11,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from . import uploads
-from .choices import DatasetSource, Role
-from .models import Dataset, Project
+from .. import uploads
+from ..api.serializers import DatasetSerializer
+from ..choices import DatasetSource, Role, role_at_least
+from ..models import Dataset, Project
 
 GRAYSCALE_CHOICES = {"": None, "true": True, "false": False}
-
-
-def _require_editor(project: Project, user) -> None:
-    # Membership itself was checked by the for_user fetch: a non-member never gets this far (404).
-    if not project.allows(user, Role.EDITOR):
-        raise PermissionDenied("needs the editor role in this project")
 
 
 def _messages(errors: dict) -> list[str]:
@@ -60,7 +54,7 @@ def dataset_new(request, pk: int):
     """The size limit has to be in place before anything reads the body, and the CSRF check reads
     it (it looks for the token in the form), so this view is exempt and the inner one protected."""
     project = get_object_or_404(Project.objects.for_user(request.user), pk=pk)
-    _require_editor(project, request.user)
+    project.require_role(request.user, Role.EDITOR)
     if request.method == "POST":
         uploads.limit_upload_size(request)
         try:
@@ -98,8 +92,6 @@ def _dataset_new(request, project):
     options = _form_options(form, staged.source) if upload is None else {}
 
     if upload is None and form.get("action") == "save":
-        from .api.serializers import DatasetSerializer
-
         data = {"project": project.pk, "name": name, "source": staged.source, "upload_token": token,
                 "options": options}  # fmt: skip
         if not name:
@@ -165,7 +157,7 @@ def dataset_detail(request, pk: int):
         "dataset": dataset,
         "project": project,
         "role": role,
-        "can_edit": role in (Role.OWNER, Role.EDITOR),
+        "can_edit": role_at_least(role, Role.EDITOR),
         "experiments": experiments,
         "classes": classes,
         "imbalance": round(max(counts) / min(counts), 2) if counts else None,
@@ -183,7 +175,7 @@ def dataset_detail(request, pk: int):
 @require_POST
 def dataset_delete(request, pk: int):
     dataset = get_object_or_404(Dataset.objects.for_user(request.user).select_related("project"), pk=pk)
-    _require_editor(dataset.project, request.user)
+    dataset.project.require_role(request.user, Role.EDITOR)
     try:
         uploads.delete_dataset(dataset, request.user)
     except ProtectedError:
