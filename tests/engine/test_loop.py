@@ -148,13 +148,12 @@ def test_it_never_trains_an_infeasible_candidate_with_the_real_trainer(iris):
 
 
 def test_it_stops_when_the_wall_time_is_spent(iris):
-    started = time.perf_counter()
+    # How long past the budget it stops is a figure: bench/bench_engine_timings.py prints it.
     result = search(
         iris, estimator=InstantEstimator(sleep_s=0.05), budget=Budget(trials=10_000, wall_time_s=0.3)
     )
     assert result.stopped_because == "wall-time budget spent"
     assert 1 <= len(result.outcomes) < 100
-    assert time.perf_counter() - started < 5
 
 
 def test_it_stops_when_a_grid_is_exhausted(iris):
