@@ -9,18 +9,20 @@ from .data import BUILTIN_DATASETS, DatasetError, load_builtin, load_dataset
 from .estimators.base import Estimator
 from .export import export_model, load_model
 from .loop import Callbacks, Outcome, SearchResult, run_search
-from .oneshot import ONESHOT, create_oneshot
 from .pareto import pareto_front
 from .registry import (
     ESTIMATORS,
+    ONESHOT,
     SPACES,
     STRATEGIES,
     ConfigError,
     Option,
     create_estimator,
+    create_oneshot,
     create_space,
     create_strategy,
     register_estimator,
+    register_oneshot,
     register_space,
     register_strategy,
 )
@@ -32,7 +34,7 @@ from .types import Architecture, Budget, Candidate, Result, TrialPruned, TrialRe
 __all__ = [
     "BUILTIN_DATASETS", "DatasetError", "load_builtin", "load_dataset",
     "Callbacks", "Outcome", "SearchResult", "run_search", "pareto_front", "export_model", "load_model",
-    "ONESHOT", "create_oneshot",
+    "ONESHOT", "create_oneshot", "register_oneshot",
     "Architecture", "Budget", "Candidate", "ConfigError", "Constraints", "ESTIMATORS", "Estimator",
     "Option", "Result", "SPACES", "STRATEGIES", "SearchSpace", "Strategy", "Task", "TrialPruned",
     "TrialRecord", "count_flops", "count_params", "create_estimator", "create_space",

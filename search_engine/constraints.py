@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .registry import ConfigError
+from .rules import CONSTRAINT_KEYS, CONSTRAINT_LIMITS, STATIC_METRICS
 from .task import Task
 
 
@@ -83,10 +84,8 @@ class Constraints:
     max_latency_ms: float | None = None
     latency_device: str = "cpu"
 
-    STATIC = ("params", "flops", "size_mb")
-
     def __post_init__(self):
-        for field in ("max_params", "max_flops", "max_size_mb", "max_latency_ms"):
+        for field in CONSTRAINT_KEYS:
             value = getattr(self, field)
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
                 raise ConfigError(field, f"must be a positive number, got {value!r}")
@@ -105,15 +104,18 @@ class Constraints:
     def static_values(self, model: nn.Module, task: Task) -> dict[str, dict]:
         """params / flops / size_mb as {value, limit, ok}; always computed (they are objectives too)."""
         values = {
-            "params": (count_params(model), self.max_params),
-            "flops": (count_flops(model, task), self.max_flops),
-            "size_mb": (round(model_size_mb(model), 4), self.max_size_mb),
+            "params": count_params(model),
+            "flops": count_flops(model, task),
+            "size_mb": round(model_size_mb(model), 4),
         }
-        return {k: _check(v, lim) for k, (v, lim) in values.items()}
+        return {metric: self._check(metric, values[metric]) for metric in STATIC_METRICS}
 
     def measured_values(self, model: nn.Module, task: Task) -> dict[str, dict]:
         latency = measure_latency_ms(model, task, self.latency_device)
-        return {"latency_ms": _check(round(latency, 4), self.max_latency_ms)}
+        return {"latency_ms": self._check("latency_ms", round(latency, 4))}
+
+    def _check(self, metric: str, value) -> dict:
+        return _check(value, getattr(self, CONSTRAINT_LIMITS[metric]))
 
 
 def _check(value, limit) -> dict:

@@ -306,6 +306,25 @@ def load_model(path_or_dir: str | Path, format: str = "weights"):
     return _load_weights(file)
 
 
+TEST_BATCH = 512
+
+
+@torch.no_grad()
+def exported_test_accuracy(folder: str | Path, task: Task, format: str = "torchscript") -> float | None:
+    """Test accuracy of the model as loaded back from its exported file (not the one in memory),
+    so the figure a package reports is the one its file gives; None when the task has no test rows.
+    A missing or unreadable file raises ModelFileError as `load_model` does."""
+    n = len(task.y_test)
+    if not n:
+        return None
+    model = load_model(folder, format=format)
+    correct = 0
+    for start in range(0, n, TEST_BATCH):
+        logits = torch.as_tensor(model(task.X_test[start : start + TEST_BATCH]))
+        correct += int((logits.argmax(dim=1) == task.y_test[start : start + TEST_BATCH]).sum())
+    return correct / n
+
+
 def _load_weights(file: Path) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_model as load_safetensors

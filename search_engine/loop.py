@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from torch import nn
 
 from .constraints import Constraints, feasible, violations
 from .estimators.base import Estimator
+from .rules import best_key, best_of, counts_against_budget, is_scored, params_of
 from .runtime import derive_seed, seeded
 from .spaces.base import SearchSpace
 from .strategies.base import Strategy
@@ -33,6 +34,7 @@ from .types import (
     Budget,
     Candidate,
     ReportFn,
+    Result,
     TrialPruned,
     TrialRecord,
 )
@@ -54,6 +56,17 @@ class Outcome:
     duration_s: float = 0.0
     error: str = ""
     model: nn.Module | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def trained(self) -> bool:
+        """False only for a candidate the static check rejected: params, FLOPs and size come from
+        the untrained network, so it never reached the estimator. One rejected afterwards for its
+        measured latency was trained; a failed or pruned trial took its training slot too."""
+        return not (self.state == INFEASIBLE and "latency_ms" not in self.constraints)
+
+    @property
+    def counts_against_budget(self) -> bool:
+        return counts_against_budget(self.state, self.trained)
 
     def record(self) -> TrialRecord:
         return TrialRecord(
@@ -194,21 +207,9 @@ def evaluate(
         try:
             result = estimator.estimate(arch, model, task, budget, forward_report)
         except TrialPruned as pruned:
-            outcome.state = PRUNED
-            # The trainer attaches its scores so far (best-epoch val_acc, epochs run); without
-            # them, fall back on the last reported epoch.
-            partial = getattr(pruned, "result", None)
-            if partial is not None:
-                outcome.metrics.update(partial.metrics)
-                outcome.objective = partial.objective
-                outcome.metrics["cost_s"] = round(partial.cost_s, 4)
-            else:
-                outcome.metrics.update(last_reported)
-                outcome.objective = last_reported.get("val_acc")
+            _record_pruned(outcome, pruned, last_reported)
             return outcome
-        outcome.metrics.update(result.metrics)
-        outcome.objective = result.objective
-        outcome.metrics["cost_s"] = round(result.cost_s, 4)
+        _record_result(outcome, result)
         if measure_latency:
             measured = constraints.measured_values(model, task)
             outcome.constraints.update(measured)
@@ -225,15 +226,45 @@ def evaluate(
     return outcome
 
 
+def _record_result(outcome: Outcome, result: Result) -> None:
+    outcome.metrics.update(result.metrics)
+    outcome.objective = result.objective
+    outcome.metrics["cost_s"] = round(result.cost_s, 4)
+
+
+def _record_pruned(outcome: Outcome, pruned: TrialPruned, last_reported: dict[str, Any]) -> None:
+    outcome.state = PRUNED
+    # The trainer attaches its scores so far (best-epoch val_acc, epochs run); without
+    # them, fall back on the last reported epoch.
+    partial = getattr(pruned, "result", None)
+    if partial is not None:
+        _record_result(outcome, partial)
+    else:
+        outcome.metrics.update(last_reported)
+        outcome.objective = last_reported.get("val_acc")
+
+
 def summarize_exception(exc: BaseException, limit: int = 4000) -> str:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
     return text[-limit:]
 
 
-def best_outcome(outcomes: list[Outcome]) -> Outcome | None:
-    """Highest objective among completed trials (ties: the earliest)."""
-    scored = [o for o in outcomes if o.state == COMPLETED and o.objective is not None]
-    return max(scored, key=lambda o: (o.objective, -o.number)) if scored else None
+def outcome_key(outcome: Outcome) -> tuple:
+    """rules.best_key of a scored outcome: sorting by it puts the best first."""
+    return best_key(outcome.objective, params_of(outcome.metrics), outcome.number)
+
+
+def best_of_outcomes(outcomes: Iterable[Outcome]) -> Outcome | None:
+    """The best scored outcome by the shared rule (rules.best_of)."""
+    return best_of(
+        outcomes, state=lambda o: o.state, objective=lambda o: o.objective,
+        params=lambda o: params_of(o.metrics), number=lambda o: o.number,
+    )
+
+
+def ranked_outcomes(outcomes: Iterable[Outcome]) -> list[Outcome]:
+    """The scored outcomes, best first (rules.best_key order)."""
+    return sorted((o for o in outcomes if is_scored(o.state, o.objective)), key=outcome_key)
 
 
 @dataclass
@@ -252,12 +283,7 @@ class SearchResult:
 
     @property
     def evaluated(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.state != INFEASIBLE or "latency_ms" in o.metrics]
-
-
-def counts_against_budget(outcome: Outcome) -> bool:
-    """Statically infeasible candidates were never trained, so they cost no trial budget."""
-    return not (outcome.state == INFEASIBLE and "latency_ms" not in outcome.metrics)
+        return [o for o in self.outcomes if o.trained]
 
 
 def run_search(
@@ -280,7 +306,7 @@ def run_search(
     best: Outcome | None = None
     started = time.perf_counter()
     stopped_because = "trial budget spent"
-    while sum(counts_against_budget(o) for o in outcomes) < budget.trials:
+    while sum(o.counts_against_budget for o in outcomes) < budget.trials:
         if budget.wall_time_s is not None and time.perf_counter() - started >= budget.wall_time_s:
             stopped_because = "wall-time budget spent"
             break
@@ -311,9 +337,7 @@ def run_search(
             candidate, number=number, space=space, estimator=estimator, task=task,
             constraints=constraints, seed=seed, report=report, static_values=static_values,
         )
-        is_better = outcome.state == COMPLETED and outcome.objective is not None and (
-            best is None or outcome.objective > best.objective
-        )
+        is_better = outcome is best_of_outcomes([outcome] if best is None else [best, outcome])
         if is_better:
             if best is not None:
                 best.model = None  # only the best network is kept in memory

@@ -1,4 +1,5 @@
-"""Name -> class registries for spaces, strategies and estimators (as in timm's registry).
+"""Name -> class registries for spaces, strategies, estimators and one-shot methods (as in timm's
+registry): one mechanism for every component.
 
 The database and the CLI store only a registered name plus a JSON config; forms and
 `python -m search_engine list` read the choices and their options from here.
@@ -131,10 +132,16 @@ class Registry:
 SPACES = Registry("space")
 STRATEGIES = Registry("strategy")
 ESTIMATORS = Registry("estimator")
+ONESHOT = Registry("one-shot method")
+# Section -> registry, in the order listings show them (`python -m search_engine list`, forms).
+CATALOGUE: dict[str, Registry] = {
+    "spaces": SPACES, "strategies": STRATEGIES, "estimators": ESTIMATORS, "oneshot": ONESHOT,
+}
 
 register_space = SPACES.register
 register_strategy = STRATEGIES.register
 register_estimator = ESTIMATORS.register
+register_oneshot = ONESHOT.register
 
 
 def create_space(name: str, **config):
@@ -147,3 +154,7 @@ def create_strategy(name: str, space, seed: int = 0, **config):
 
 def create_estimator(name: str, **config):
     return ESTIMATORS.get(name)(**config)
+
+
+def create_oneshot(name: str, space, seed: int = 0, **config):
+    return ONESHOT.get(name)(space, seed=seed, **config)

@@ -28,7 +28,8 @@ from typing import Any
 
 from torch import nn
 
-from ..data import DatasetError, _read_csv
+from ..data import DatasetError
+from ..data.tabular import _read_csv
 from ..registry import ConfigError, Option, register_estimator
 from ..spaces.nb201 import EDGE_LABELS, NB201Space
 from ..task import Task

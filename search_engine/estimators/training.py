@@ -212,63 +212,37 @@ class TrainEstimator(Estimator):
         report: ReportFn,
         started: float,
     ) -> dict[str, Any]:
-        X_train, y_train = task.X_train, task.y_train
-        if run["data_fraction"] < 1.0:
-            # The same subset for every trial of a task, so low-fidelity scores stay comparable.
-            subset = stratified_subset(y_train, run["data_fraction"], derive_seed("subset", task.name))
-            X_train, y_train = X_train[subset], y_train[subset]
-        if len(y_train) < 2:
-            raise ConfigError("data_fraction", f"leaves {len(y_train)} training sample(s); at least 2 are needed")
-        if len(task.y_val) == 0:
-            raise ConfigError("task", "has no validation samples to score architectures on")
-        X_train, y_train = X_train.to(device), y_train.to(device)
-        X_val, y_val = task.X_val.to(device), task.y_val.to(device)
+        X_train, y_train, X_val, y_val = _training_data(task, run, device)
         model.to(device)
 
         n = len(y_train)
         batch_size = min(run["batch_size"], n)
         # A trailing batch of one sample breaks BatchNorm in training mode; it is skipped.
         steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
-        total_steps = steps_per_epoch * run["epochs"]
-        base_lr = run["lr"]
+        schedule = _Schedule(run["lr"], steps_per_epoch * run["epochs"], run["cosine"])
         optimizer = _make_optimizer(
-            run["optimizer"], model.parameters(), base_lr, run["momentum"], run["weight_decay"]
+            run["optimizer"], model.parameters(), run["lr"], run["momentum"], run["weight_decay"]
         )
         shuffle = torch.Generator().manual_seed(run["seed"])
-        smoothing = run["label_smoothing"]
 
         best: tuple[float, float] | None = None
         best_state: dict[str, torch.Tensor] | None = None
         best_epoch = 0
         stale = 0
-        step = 0
         history: dict[str, Any] = {}
         for epoch in range(1, run["epochs"] + 1):
             epoch_start = time.perf_counter()
             model.train()
             order = torch.randperm(n, generator=shuffle).to(device)
-            tally = _EpochTally(device)
-            lr = base_lr
-            for start in range(0, steps_per_epoch * batch_size, batch_size):
-                idx = order[start : start + batch_size]
-                xb, yb = X_train[idx], y_train[idx]
-                if run["cosine"]:
-                    lr = _cosine_lr(base_lr, step, total_steps)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                tally.add(loss, logits, yb)
-                step += 1
-
+            tally, lr = _train_epoch(
+                model, optimizer, X_train, y_train, order[: steps_per_epoch * batch_size], batch_size,
+                schedule, run["label_smoothing"], device,
+            )
             model.eval()
             val_loss, val_acc = _evaluate(model, X_val, y_val)
             train_loss, train_acc = tally.result()
             if not math.isfinite(train_loss):
-                raise FloatingPointError(f"training loss diverged at epoch {epoch} (lr={base_lr:g})")
+                raise FloatingPointError(f"training loss diverged at epoch {epoch} (lr={run['lr']:g})")
             if _is_better(val_acc, val_loss, best):
                 best, best_epoch, stale = (val_acc, val_loss), epoch, 0
                 if run["restore_best"]:
@@ -284,10 +258,7 @@ class TrainEstimator(Estimator):
                 "lr": lr,
             }
             history = {
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
+                **{k: epoch_metrics[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
                 "last_val_acc": val_acc,
                 "epochs": epoch,
                 "best_epoch": best_epoch,
@@ -299,13 +270,7 @@ class TrainEstimator(Estimator):
             try:
                 report(epoch, epoch_metrics)
             except TrialPruned as pruned:
-                if best_state is not None:
-                    model.load_state_dict(best_state)
-                if getattr(pruned, "result", None) is None:
-                    # A pruned trial still has a score (rung-based strategies compare on it).
-                    pruned.result = Result(
-                        {**history, "pruned": True}, objective=history["val_acc"], cost_s=history["train_time_s"]
-                    )
+                _keep_partial(pruned, model, best_state, history)
                 raise
             if run["patience"] and stale >= run["patience"]:
                 break
@@ -314,6 +279,69 @@ class TrainEstimator(Estimator):
             model.load_state_dict(best_state)
         history["stopped_early"] = history["epochs"] < run["epochs"]
         return history
+
+
+def _training_data(task: Task, run: dict[str, Any], device: torch.device):
+    """(X_train, y_train, X_val, y_val) on `device`, the training rows cut to `data_fraction`."""
+    X_train, y_train = task.X_train, task.y_train
+    if run["data_fraction"] < 1.0:
+        # The same subset for every trial of a task, so low-fidelity scores stay comparable.
+        subset = stratified_subset(y_train, run["data_fraction"], derive_seed("subset", task.name))
+        X_train, y_train = X_train[subset], y_train[subset]
+    if len(y_train) < 2:
+        raise ConfigError("data_fraction", f"leaves {len(y_train)} training sample(s); at least 2 are needed")
+    if len(task.y_val) == 0:
+        raise ConfigError("task", "has no validation samples to score architectures on")
+    return X_train.to(device), y_train.to(device), task.X_val.to(device), task.y_val.to(device)
+
+
+class _Schedule:
+    """The learning rate per optimizer step over the whole run (cosine decay, or constant)."""
+
+    def __init__(self, base_lr: float, total_steps: int, cosine: bool):
+        self.base_lr, self.total_steps, self.cosine = base_lr, total_steps, cosine
+        self.step = 0
+
+    def next_lr(self) -> float | None:
+        """The rate for the coming step, or None when it stays as it is."""
+        lr = _cosine_lr(self.base_lr, self.step, self.total_steps) if self.cosine else None
+        self.step += 1
+        return lr
+
+
+def _train_epoch(
+    model: nn.Module, optimizer, X: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch_size: int,
+    schedule: _Schedule, smoothing: float, device: torch.device,
+) -> tuple[_EpochTally, float]:
+    """One pass over `order` in mini-batches; returns the tally and the last learning rate."""
+    tally = _EpochTally(device)
+    lr = schedule.base_lr
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        xb, yb = X[idx], y[idx]
+        next_lr = schedule.next_lr()
+        if next_lr is not None:
+            lr = next_lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb, label_smoothing=smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        tally.add(loss, logits, yb)
+    return tally, lr
+
+
+def _keep_partial(pruned: TrialPruned, model: nn.Module, best_state, history: dict[str, Any]) -> None:
+    """Leave the model on its best weights so far and attach the scores so far to `pruned`."""
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if getattr(pruned, "result", None) is None:
+        # A pruned trial still has a score (rung-based strategies compare on it).
+        pruned.result = Result(
+            {**history, "pruned": True}, objective=history["val_acc"], cost_s=history["train_time_s"]
+        )
 
 
 @register_estimator("low_fidelity")

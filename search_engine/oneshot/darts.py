@@ -61,11 +61,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import Option
+from ..registry import Option, register_oneshot
 from ..runtime import derive_seed, seeded
 from ..spaces.nb201 import EDGE_LABELS, OPS
 from ..task import Task
-from .job import OneShotJob, ProgressFn, register_oneshot
+from .job import OneShotJob, ProgressFn
 from .supernet import SKIP, build_supernet, choices_to_arch, cosine_lr, steps_per_epoch
 
 NONE = OPS.index("none")

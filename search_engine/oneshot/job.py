@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ConfigError, Option, Registry, resolve_options
+from ..registry import ConfigError, Option, resolve_options
 from ..runtime import DEVICES, resolve_device
 from ..spaces.base import SearchSpace
 from ..task import Task
@@ -55,14 +55,6 @@ CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 
 ProgressFn = Callable[[int, dict[str, Any]], None]
-
-ONESHOT = Registry("one-shot method")
-register_oneshot = ONESHOT.register
-
-
-def create_oneshot(name: str, space: SearchSpace, seed: int = 0, **config: Any) -> OneShotJob:
-    return ONESHOT.get(name)(space, seed=seed, **config)
-
 
 class CheckpointError(ConfigError):
     """A checkpoint that cannot be resumed (another configuration, a corrupt or foreign file)."""

@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 from ..estimators.training import DEFAULT_LR, evaluate_accuracy
-from ..registry import ConfigError, Option
+from ..registry import ConfigError, Option, register_oneshot
 from ..runtime import derive_seed, seeded
 from ..spaces.nb201 import EDGE_LABELS, EDGES, NODES, OPS, NB201Network, ResidualReduction, make_op
 from ..strategies.evolution import RegularizedEvolution
 from ..task import Task
 from ..types import COMPLETED, Architecture, TrialRecord
-from .job import OneShotJob, ProgressFn, register_oneshot
+from .job import OneShotJob, ProgressFn
 
 SKIP = OPS.index("skip_connect")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -12,7 +13,7 @@ import torch
 from search_engine import export
 from search_engine.estimators.training import evaluate_accuracy
 from search_engine.export import ExportError, ModelFileError, export_model, load_model, verify_onnx
-from search_engine.registry import SPACES, create_space
+from search_engine.registry import create_space
 from search_engine.task import make_task
 
 TOLERANCE = 1e-4
@@ -36,8 +37,6 @@ def digits():
 
 def _trained(space_name: str, task):
     """A network from a registered space whose BatchNorm statistics have moved off their init."""
-    if space_name not in SPACES.names():
-        pytest.skip(f"the {space_name} space is not registered")
     space = create_space(space_name)
     arch = space.sample(np.random.default_rng(3))
     torch.manual_seed(0)
@@ -195,3 +194,25 @@ def test_it_refuses_an_architecture_the_space_does_not_know(copy_of_export):
     (copy_of_export / "architecture.json").write_text(json.dumps(description))
     with pytest.raises(ModelFileError, match="buildable"):
         load_model(copy_of_export)
+
+
+@pytest.mark.parametrize("fmt", ["weights", "torchscript", "onnx"])
+def test_it_re_measures_test_accuracy_from_the_exported_file(exported, digits, fmt):
+    model, _, _, out, _ = exported
+    measured = export.exported_test_accuracy(out, digits, format=fmt)
+    assert isinstance(measured, float)
+    assert measured == pytest.approx(evaluate_accuracy(model, digits.X_test, digits.y_test), abs=1 / len(digits.y_test))
+
+
+def test_it_re_measures_nothing_without_test_rows(exported, digits):
+    _, _, _, out, _ = exported
+    no_test = dataclasses.replace(digits, X_test=digits.X_test[:0], y_test=digits.y_test[:0])
+    assert export.exported_test_accuracy(out, no_test) is None
+
+
+def test_it_re_measures_from_the_file_not_the_model_in_memory(digits, tmp_path):
+    space, arch, model = _trained("mlp", digits)
+    export_model(model, arch, "mlp", space.config, digits, tmp_path, formats=("torchscript",))
+    (tmp_path / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        export.exported_test_accuracy(tmp_path, digits)

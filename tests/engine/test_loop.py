@@ -11,7 +11,7 @@ from torch import nn
 
 from search_engine.constraints import Constraints, count_params
 from search_engine.estimators.base import Estimator
-from search_engine.loop import Callbacks, run_search
+from search_engine.loop import Callbacks, Outcome, best_of_outcomes, ranked_outcomes, run_search
 from search_engine.pareto import dominates, pareto_front, parse_objectives
 from search_engine.registry import Option, create_estimator, create_space, create_strategy
 from search_engine.spaces.base import SearchSpace
@@ -148,13 +148,12 @@ def test_it_never_trains_an_infeasible_candidate_with_the_real_trainer(iris):
 
 
 def test_it_stops_when_the_wall_time_is_spent(iris):
-    started = time.perf_counter()
+    # How long past the budget it stops is a figure: bench/bench_engine_timings.py prints it.
     result = search(
         iris, estimator=InstantEstimator(sleep_s=0.05), budget=Budget(trials=10_000, wall_time_s=0.3)
     )
     assert result.stopped_because == "wall-time budget spent"
     assert 1 <= len(result.outcomes) < 100
-    assert time.perf_counter() - started < 5
 
 
 def test_it_stops_when_a_grid_is_exhausted(iris):
@@ -308,3 +307,47 @@ def test_parse_objectives_rejects_a_bad_direction():
     ]
     with pytest.raises(ValueError, match="direction"):
         parse_objectives(["params:smallest"])
+
+
+# -- the shared rules in the loop ------------------------------------------------------------
+
+
+def _outcome(number, state=COMPLETED, objective=0.5, params=100, **fields):
+    return Outcome(number=number, arch={}, fingerprint=str(number), state=state, objective=objective,
+                   metrics={"params": params}, **fields)
+
+
+def test_the_best_outcome_breaks_ties_by_fewer_params_then_the_earlier_trial():
+    outcomes = [_outcome(0, params=300), _outcome(1, params=100), _outcome(2, params=100),
+                _outcome(3, objective=0.4, params=1), _outcome(4, state=PRUNED, objective=0.9)]
+    assert best_of_outcomes(outcomes).number == 1
+    assert [o.number for o in ranked_outcomes(outcomes)] == [1, 2, 0, 3]
+    assert best_of_outcomes([_outcome(0, state=FAILED, objective=None)]) is None
+
+
+def test_only_a_statically_rejected_candidate_was_not_trained():
+    static = _outcome(0, state=INFEASIBLE, objective=None, constraints={"params": {"ok": False}})
+    slow = _outcome(1, state=INFEASIBLE, constraints={"latency_ms": {"value": 9.0, "limit": 1.0, "ok": False}})
+    assert not static.trained and not static.counts_against_budget
+    assert slow.trained and slow.counts_against_budget
+    for state in (COMPLETED, PRUNED, FAILED):
+        assert _outcome(2, state=state).counts_against_budget
+
+
+def test_run_search_keeps_the_smaller_of_two_equally_good_models(iris):
+    result = search(iris, estimator=ConstantEstimator(), trials=6)
+    completed = [o for o in result.outcomes if o.state == COMPLETED]
+    smallest = min(o.metrics["params"] for o in completed)
+    assert result.best.metrics["params"] == smallest
+    assert result.best.number == min(o.number for o in completed if o.metrics["params"] == smallest)
+
+
+class ConstantEstimator(Estimator):
+    """The same score for every architecture: only the tie-break can choose the best."""
+
+    name = "constant"
+    trains_model = False
+
+    def estimate(self, arch, model, task, budget, report):
+        report(1, {"val_acc": 0.5})
+        return Result({"val_acc": 0.5}, objective=0.5, cost_s=0.0)

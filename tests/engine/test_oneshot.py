@@ -300,3 +300,15 @@ def test_it_is_deterministic_for_a_seed(space, task, trained):
     assert comparable(again.history) == comparable(first.history)
     assert again.top_archs == first.top_archs
     assert comparable(other.history) != comparable(first.history)
+
+
+def test_the_methods_register_in_the_one_registry_next_to_the_other_components():
+    import search_engine
+    from search_engine import registry
+    from search_engine.oneshot import ONESHOT, create_oneshot
+
+    assert ONESHOT is registry.ONESHOT is search_engine.ONESHOT
+    assert create_oneshot is registry.create_oneshot is search_engine.create_oneshot
+    assert registry.CATALOGUE["oneshot"] is ONESHOT
+    assert {"darts", "supernet"} <= set(ONESHOT.names())
+    assert type(create_oneshot("darts", create_space("nb201", C=4), seed=0)).name == "darts"
