@@ -54,7 +54,7 @@ class Experiment(models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
 
-    # The search configuration: registry names plus JSON options, validated by engine_bridge.
+    # The search configuration: registry names plus JSON options, turned into engine objects by engine.build.
     space = models.CharField(max_length=50)
     space_config = models.JSONField(default=dict, blank=True)
     strategy = models.CharField(max_length=50)
