@@ -9,7 +9,7 @@ from rest_framework.exceptions import APIException
 from search_engine.data import DatasetError
 
 # Loader options a person may set per kind. Limits (max_bytes, max_entries, ...) stay the
-# server's; the seed is the experiment's (engine_bridge passes it when it loads the file).
+# server's; the seed is the experiment's (engine.build passes it when it loads the file).
 UPLOAD_OPTIONS = {
     "csv": ("target", "exclude", "delimiter", "val_fraction", "test_fraction", "max_categories"),
     "npz": ("channels_last", "val_fraction", "test_fraction"),
