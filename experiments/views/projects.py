@@ -6,7 +6,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Q
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 
 from ..api.permissions import role_subquery
 from ..choices import ACTIVE_STATUSES, Role, TrialState, role_at_least
@@ -53,8 +52,6 @@ def project_detail(request, pk: int):
         "page": {
             "project": project.pk,
             "wsPath": f"/ws/projects/{project.pk}/",
-            "experimentApi": "/api/experiments/",
-            "experimentUrl": reverse("experiment-detail", args=[0]),
         },
     }
     return render(request, "experiments/project_detail.html", context)
