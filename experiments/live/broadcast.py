@@ -1,7 +1,8 @@
 """The one caller of the channel layer. Workers and views announce changes through here.
 
 Group `experiment.<id>` carries every event of one experiment; group `project.<id>` carries
-status changes for the project page. Each experiment event carries a sequence number from a
+status changes for the project page; group `user.<id>` reaches every socket of one user, to make
+it re-check its access (logout, removal, role change). Each experiment event carries a sequence number from a
 Redis counter (INCR is atomic across every worker machine), so a page that loaded a REST
 snapshot at sequence N applies only events after N and re-syncs when it sees a gap.
 """
@@ -15,6 +16,7 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 
 from . import payloads
 from .payloads import Payload
@@ -28,6 +30,10 @@ def experiment_group(experiment_id: int) -> str:
 
 def project_group(project_id: int) -> str:
     return f"project.{project_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
 
 
 @lru_cache(maxsize=1)
@@ -100,3 +106,19 @@ def artifact_ready(artifact) -> None:
 
 def artifact_failed(artifact) -> None:
     send(artifact.experiment_id, payloads.ARTIFACT_FAILED, {"artifact": payloads.artifact_summary(artifact)})
+
+
+def access_changed(user_id: int, project_id: int | None = None, ended_session: str | None = None) -> None:
+    """Tell every open socket of `user_id` to re-check what it may see, once the change is committed
+    (a socket re-checking before the commit would still find the old membership). `project_id` None:
+    all of the user's projects. `ended_session`: the digest (live.access.session_digest) of a session
+    that is logging out."""
+    message = payloads.access_changed(project_id, ended_session)
+
+    def publish() -> None:
+        try:
+            async_to_sync(get_channel_layer().group_send)(user_group(user_id), message)
+        except Exception:  # noqa: BLE001
+            log.exception("access change for user %s could not be announced", user_id)
+
+    transaction.on_commit(publish)

@@ -28,6 +28,8 @@ ARTIFACT_FAILED = "artifact.failed"
 
 # The consumer method that forwards an event (Channels maps "nas.event" to `nas_event`).
 CONSUMER_HANDLER = "nas.event"
+# The consumer method that re-checks whether its user may still see the stream (group `user.<id>`).
+ACCESS_HANDLER = "access.changed"
 
 
 class TrialSummary(TypedDict):
@@ -103,6 +105,20 @@ Payload = TrialPayload | TrialEpochPayload | ExperimentStatusPayload | Experimen
 class Envelope(TypedDict):
     type: Literal["nas.event"]
     event: dict  # {"type": event type, "seq": n, "experiment": id, **payload}
+
+
+class AccessChanged(TypedDict):
+    """To every socket of one user: re-check access. `project` None means every project (logout,
+    password change, deactivation); `ended_session` is the digest of a session that just logged out,
+    whose sockets close without a re-check (the session is flushed only after the signal)."""
+
+    type: Literal["access.changed"]
+    project: int | None
+    ended_session: str | None
+
+
+def access_changed(project_id: int | None, ended_session: str | None) -> AccessChanged:
+    return {"type": ACCESS_HANDLER, "project": project_id, "ended_session": ended_session}
 
 
 def envelope(experiment_id: int, event_type: str, seq: int, payload: Payload) -> Envelope:

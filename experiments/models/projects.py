@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 
 from ..choices import ActivityVerb, Role, role_at_least
+from ..live import broadcast
 
 
 class StateError(Exception):
@@ -91,6 +92,8 @@ class Project(models.Model):
             previous, membership.role = membership.role, role
             membership.save(update_fields=["role"])
             self.log(by, ActivityVerb.MEMBER_ROLE_CHANGED, user, role=role, previous_role=previous)
+            # The member's open sockets re-check once this commits (a role that still reads keeps them).
+            broadcast.access_changed(user.pk, self.pk)
         return membership
 
     def set_member_role(self, user, role: str, by=None) -> Membership:
@@ -107,6 +110,8 @@ class Project(models.Model):
             self._keep_an_owner(user, None)
             membership.delete()
             self.log(by, ActivityVerb.MEMBER_REMOVED, user, role=membership.role)
+            # Their open sockets on this project close once this commits.
+            broadcast.access_changed(user.pk, self.pk)
 
     def _keep_an_owner(self, user, new_role) -> None:
         # Lock the owners' rows: two owners demoting (or removing) each other at once must not

@@ -17,6 +17,8 @@ from nasweb.asgi import application
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
+# What a browser on the test server's page sends (the origin check compares the two).
+HOST = (b"host", b"testserver")
 ORIGIN = (b"origin", b"http://testserver")
 
 
@@ -57,7 +59,7 @@ async def connect(path: str, headers) -> tuple[WebsocketCommunicator, bool, int 
 
 
 async def test_it_refuses_an_anonymous_connection(experiment):
-    communicator, connected, code = await connect(f"/ws/experiments/{experiment.pk}/", [ORIGIN])
+    communicator, connected, code = await connect(f"/ws/experiments/{experiment.pk}/", [HOST, ORIGIN])
     assert not connected
     assert code == FORBIDDEN
     await communicator.disconnect()
@@ -66,7 +68,7 @@ async def test_it_refuses_an_anonymous_connection(experiment):
 async def test_it_refuses_a_foreign_origin(client, owner, experiment):
     cookie = await sync_to_async(session_cookie)(client, owner)
     communicator = WebsocketCommunicator(
-        application, f"/ws/experiments/{experiment.pk}/", headers=[(b"origin", b"http://evil.example"), cookie]
+        application, f"/ws/experiments/{experiment.pk}/", headers=[HOST, (b"origin", b"http://evil.example"), cookie]
     )
     connected, _ = await communicator.connect(timeout=5)
     assert not connected
@@ -76,7 +78,7 @@ async def test_it_refuses_a_foreign_origin(client, owner, experiment):
 async def test_it_refuses_a_non_member(client, outsider, experiment, project):
     cookie = await sync_to_async(session_cookie)(client, outsider)
     for path in (f"/ws/experiments/{experiment.pk}/", f"/ws/projects/{project.pk}/"):
-        communicator, connected, code = await connect(path, [ORIGIN, cookie])
+        communicator, connected, code = await connect(path, [HOST, ORIGIN, cookie])
         assert not connected, path
         assert code == FORBIDDEN
         await communicator.disconnect()
@@ -84,14 +86,14 @@ async def test_it_refuses_a_non_member(client, outsider, experiment, project):
 
 async def test_it_refuses_an_experiment_that_does_not_exist(client, owner):
     cookie = await sync_to_async(session_cookie)(client, owner)
-    communicator, connected, code = await connect("/ws/experiments/999999/", [ORIGIN, cookie])
+    communicator, connected, code = await connect("/ws/experiments/999999/", [HOST, ORIGIN, cookie])
     assert not connected and code == FORBIDDEN
     await communicator.disconnect()
 
 
 async def test_a_member_receives_trial_events_with_a_sequence_number(client, viewer, experiment, trial_factory):
     cookie = await sync_to_async(session_cookie)(client, viewer)
-    communicator, connected, _ = await connect(f"/ws/experiments/{experiment.pk}/", [ORIGIN, cookie])
+    communicator, connected, _ = await connect(f"/ws/experiments/{experiment.pk}/", [HOST, ORIGIN, cookie])
     assert connected
     trial = await sync_to_async(trial_factory)(experiment)
 
@@ -111,7 +113,7 @@ async def test_a_member_receives_trial_events_with_a_sequence_number(client, vie
 
 async def test_a_member_of_the_project_receives_status_changes(client, viewer, project, experiment):
     cookie = await sync_to_async(session_cookie)(client, viewer)
-    communicator, connected, _ = await connect(f"/ws/projects/{project.pk}/", [ORIGIN, cookie])
+    communicator, connected, _ = await connect(f"/ws/projects/{project.pk}/", [HOST, ORIGIN, cookie])
     assert connected
 
     await sync_to_async(broadcast.experiment_status)(experiment)
@@ -125,7 +127,7 @@ async def test_a_member_of_the_project_receives_status_changes(client, viewer, p
 
 async def test_messages_from_the_client_change_nothing(client, owner, experiment):
     cookie = await sync_to_async(session_cookie)(client, owner)
-    communicator, connected, _ = await connect(f"/ws/experiments/{experiment.pk}/", [ORIGIN, cookie])
+    communicator, connected, _ = await connect(f"/ws/experiments/{experiment.pk}/", [HOST, ORIGIN, cookie])
     assert connected
     await communicator.send_json_to({"type": "experiment.status", "status": "cancelled"})
     assert await communicator.receive_nothing(timeout=0.3)
