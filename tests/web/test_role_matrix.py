@@ -473,7 +473,7 @@ async def test_websockets_admit_members_and_refuse_non_members(owner, editor, vi
         return (b"cookie", f"{name}={client.cookies[name].value}".encode())
 
     async def admitted(path: str, cookie) -> bool:
-        communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, cookie])
+        communicator = WebsocketCommunicator(application, path, headers=[(b"host", b"testserver"), ORIGIN, cookie])
         connected, _ = await communicator.connect(timeout=5)
         if connected and not await communicator.receive_nothing(timeout=0.5):
             output = await communicator.receive_output(timeout=5)  # refused: accepted, then closed
