@@ -11,13 +11,15 @@
 from .common import (
     DEVICES,
     MAX_BUDGET_TRIALS,
+    MAX_BUDGET_WALL_TIME_S,
+    MAX_DESCRIPTION_LENGTH,
     MAX_PARALLELISM,
     DetailSerializer,
     UserDatasetField,
     UserProjectField,
     UserScopedField,
 )
-from .components import COLUMN_KINDS, COMPONENTS, Component, check_space_fits
+from .components import COLUMN_KINDS, COMPONENTS, OPTION_MAXIMA, Component, check_space_fits
 from .datasets import DatasetPreviewResponseSerializer, DatasetPreviewSerializer, DatasetSerializer
 from .experiments import BestTrialSerializer, ConstraintsField, ExperimentSerializer, clone_config
 from .projects import MemberSerializer, ProjectSerializer
@@ -31,7 +33,8 @@ from .trials import (
 )
 
 __all__ = [
-    "COLUMN_KINDS", "COMPONENTS", "DEVICES", "MAX_BUDGET_TRIALS", "MAX_PARALLELISM", "ArtifactSerializer",
+    "COLUMN_KINDS", "COMPONENTS", "DEVICES", "MAX_BUDGET_TRIALS", "MAX_BUDGET_WALL_TIME_S",
+    "MAX_DESCRIPTION_LENGTH", "MAX_PARALLELISM", "OPTION_MAXIMA", "ArtifactSerializer",
     "BestTrialSerializer", "Component", "ConstraintsField", "DatasetPreviewResponseSerializer",
     "DatasetPreviewSerializer", "DatasetSerializer", "DetailSerializer", "ExperimentSerializer", "MemberSerializer",
     "PointSerializer", "ProjectSerializer", "RegistrySerializer", "SnapshotSerializer", "TrialDetailSerializer",

@@ -4,18 +4,53 @@ so a one-shot method is listed, offered and checked like any other component."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from rest_framework import serializers
 
 from search_engine.oneshot import ONESHOT
-from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES, ConfigError, Registry, create_estimator
+from search_engine.registry import (
+    ESTIMATORS,
+    SPACES,
+    STRATEGIES,
+    ConfigError,
+    Option,
+    Registry,
+    create_estimator,
+)
 from search_engine.task import Task
 
 from ...benchmarks import resolve_table
 from ...models import Dataset
+
+# Maxima for numeric engine options that declare none (search_engine Option(max=None)): without
+# them `epochs: 1e9` or `batch_size: 2**62` would be accepted and run. Keyed by option name, which
+# means the same thing in every component; the engine's own max wins where it has one. A contract
+# test checks that every unbounded numeric option of every registry is listed here.
+OPTION_MAXIMA = {
+    "epochs": 10_000,
+    "batch_size": 65_536,
+    "patience": 10_000,
+    "threads": 256,
+    "batch_seed": 2**31 - 1,
+    "population_size": 10_000,
+    "sample_size": 10_000,
+    "lr": 10.0,
+    "lr_min": 10.0,
+    "arch_lr": 10.0,
+    "weight_decay": 1.0,
+    "arch_weight_decay": 1.0,
+    "grad_clip": 1_000.0,
+}
+
+
+def bounded(name: str, option: Option) -> Option:
+    """`option` with the web's maximum where the engine declares none."""
+    if option.max is None and option.type in (int, float) and name in OPTION_MAXIMA:
+        return replace(option, max=option.type(OPTION_MAXIMA[name]))
+    return option
 
 
 @dataclass(frozen=True)
@@ -26,15 +61,26 @@ class Component:
     config_field: str  # where its options are stored, and where errors about them go
     hidden: tuple[str, ...] = ()  # options the page does not offer: the experiment or the worker decides
 
-    def describe(self) -> dict:
-        """The registry's description without the hidden options (what the page offers)."""
+    def describe(self, include_hidden: bool = False) -> dict:
+        """The registry's description with the web's maxima filled in (OPTION_MAXIMA), without
+        the hidden options unless asked (the page offers only the others)."""
         described = self.registry.describe()
-        for info in described.values():
-            info["options"] = {k: o for k, o in info["options"].items() if k not in self.hidden}
+        for name, info in described.items():
+            schema = self.registry.get(name).options
+            info["options"] = {k: {**o, "max": bounded(k, schema[k]).max} for k, o in info["options"].items()
+                               if include_hidden or k not in self.hidden}  # fmt: skip
         return described
 
     def options(self, name: str) -> dict:
-        return {k: o for k, o in self.registry.get(name).options.items() if k not in self.hidden}
+        return {k: bounded(k, o) for k, o in self.registry.get(name).options.items() if k not in self.hidden}
+
+    def check_maxima(self, name, config: dict) -> None:
+        """ConfigError for an option over its maximum (the engine's, or the web's OPTION_MAXIMA),
+        before the component is built; hidden options are bounded too."""
+        options = self.registry.get(name).options
+        for key, value in config.items():
+            if key in options and key in OPTION_MAXIMA:
+                bounded(key, options[key]).coerce(key, value)
 
     def error(self, exc: ConfigError) -> dict:
         """A ConfigError as the response names it: an unknown name on the name field (`space`),
