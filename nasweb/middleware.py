@@ -1,5 +1,6 @@
-"""Middleware: the upload size limit on the wire (ASGI), and two Django middlewares: a JSON 413
-for oversize API bodies (ApiBodyLimit) and the login page's lockout answer (SignInLockout).
+"""Middleware: the upload size limit on the wire and the websocket origin check (ASGI), and two
+Django middlewares: a JSON 413 for oversize API bodies (ApiBodyLimit) and the login page's lockout
+answer (SignInLockout).
 
 Django's ASGI handler reads the whole request body into a temporary file before any view (and so
 any upload handler, experiments.uploads.limits) runs; without this, a 10 GB upload would fill the
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlsplit
 
+from channels.security.websocket import WebsocketDenier
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
@@ -71,6 +74,51 @@ class RequestBodyLimit:
                     "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
+
+
+# Websocket origin -------------------------------------------------------------------------------
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(scheme: str, netloc: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:  # a port that is no number
+        return None
+
+
+def origin_allowed(scope) -> bool:
+    """The Origin's scheme, host and port equal the address the browser connected to (its Host
+    header; https when the connection or the proxy header says so), or are listed in
+    CSRF_TRUSTED_ORIGINS. Without an Origin or a Host header, the next check (channels') decides."""
+    headers = {k.lower(): v.decode("latin1") for k, v in scope.get("headers") or []}
+    origin, host = headers.get(b"origin"), headers.get(b"host")
+    if not origin or not host:
+        return True
+    secure = scope.get("scheme") in ("wss", "https")
+    proxy_header, proxy_value = settings.SECURE_PROXY_SSL_HEADER or (None, None)
+    if proxy_header:
+        forwarded = proxy_header.removeprefix("HTTP_").replace("_", "-").lower().encode()
+        secure = secure or headers.get(forwarded, "").split(",")[0].strip() == proxy_value
+    given = urlsplit(origin)
+    theirs = _origin(given.scheme, given.netloc)
+    allowed = [_origin("https" if secure else "http", host)]
+    allowed += [_origin(urlsplit(o).scheme, urlsplit(o).netloc) for o in settings.CSRF_TRUSTED_ORIGINS]
+    return theirs is not None and theirs in allowed
+
+
+class SameOriginWebsocket:
+    """Refuses a websocket handshake from a page of another origin, port included (channels'
+    AllowedHostsOriginValidator compares host names only: Origin http://localhost:9999 passed)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not origin_allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 # Django middleware ------------------------------------------------------------------------------

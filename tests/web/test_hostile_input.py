@@ -11,6 +11,7 @@ import json
 import re
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -24,6 +25,8 @@ from experiments.api.serializers import (
 )
 from experiments.choices import ArtifactKind, ArtifactStatus, TrialState
 from experiments.models import Artifact, Comment, Experiment, Project
+from nasweb.middleware import SameOriginWebsocket
+from tests.web.conftest import DIGITS, make_builtin_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -248,8 +251,6 @@ FILTERS = [
 @pytest.mark.parametrize(("url", "name"), FILTERS)
 def test_a_filter_tells_no_other_teams_id_from_a_missing_one(owner_client, outsider, outsider_project, url, name,
                                                               experiment_factory, trial_factory, settings, tmp_path):  # fmt: skip
-    from tests.web.conftest import DIGITS, make_builtin_dataset
-
     settings.MEDIA_ROOT = tmp_path
     theirs_dataset = make_builtin_dataset(outsider_project, "digits", DIGITS, outsider)
     theirs = experiment_factory(project=outsider_project, dataset=theirs_dataset, created_by=outsider)
@@ -287,3 +288,51 @@ def test_the_csv_exports_escape_names_and_errors(viewer_client, experiment_facto
     (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
     assert row["error"].startswith("'-oops")
     assert row["objective"] == "-0.5"  # numbers are no formulas: they stay numbers
+
+
+# Websocket origin (scheme, host and port) -----------------------------------------------------------
+class _Accepting:
+    """A websocket app that accepts every handshake that reaches it."""
+
+    async def __call__(self, scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+
+
+async def _connects(headers, scheme="ws") -> bool:
+    communicator = WebsocketCommunicator(SameOriginWebsocket(_Accepting()), "/ws/projects/1/", headers=headers)
+    communicator.scope["scheme"] = scheme
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "forwarded", "allowed"),
+    [
+        ("http://localhost:8000", "localhost:8000", "ws", None, True),
+        ("http://localhost:9999", "localhost:8000", "ws", None, False),  # another port
+        ("https://localhost:8000", "localhost:8000", "ws", None, False),  # another scheme
+        ("http://evil.example:8000", "localhost:8000", "ws", None, False),
+        ("https://nas.example", "nas.example", "wss", None, True),
+        ("https://nas.example:443", "nas.example", "wss", None, True),  # the default port spelled out
+        ("https://nas.example", "nas.example", "ws", b"https", True),  # TLS ended at the proxy
+        ("http://nas.example", "nas.example", "ws", b"https", False),
+        ("null", "nas.example", "ws", None, False),
+        ("http://localhost:bad", "localhost", "ws", None, False),
+    ],
+)  # fmt: skip
+@pytest.mark.asyncio
+async def test_the_websocket_origin_must_match_scheme_host_and_port(origin, host, scheme, forwarded, allowed):
+    headers = [(b"origin", origin.encode()), (b"host", host.encode())]
+    if forwarded:
+        headers.append((b"x-forwarded-proto", forwarded))
+    assert await _connects(headers, scheme) is allowed
+
+
+@pytest.mark.asyncio
+async def test_a_trusted_origin_may_open_a_websocket(settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://dash.example:8443"]
+    headers = [(b"origin", b"https://dash.example:8443"), (b"host", b"internal:8000")]
+    assert await _connects(headers) is True
+    assert await _connects([(b"origin", b"https://dash.example"), (b"host", b"internal:8000")]) is False
