@@ -17,7 +17,14 @@ from search_engine.registry import ConfigError
 from search_engine.rules import CONSTRAINT_KEYS
 from search_engine.runtime import DEVICES
 
-from .api.serializers import COLUMN_KINDS, COMPONENTS, DatasetSerializer, ExperimentSerializer, clone_config
+from .api.serializers import (
+    COLUMN_KINDS,
+    COMPONENTS,
+    MAX_DESCRIPTION_LENGTH,
+    DatasetSerializer,
+    ExperimentSerializer,
+    clone_config,
+)
 from .choices import DatasetSource, Role
 from .engine.tables import list_tables
 from .models import Comment, Experiment, NoSuchUser, Project, find_user
@@ -47,6 +54,10 @@ DIRECT_FIELDS = (
 
 
 class ProjectForm(forms.ModelForm):
+    # The API's limit: the model's TextField has none.
+    description = forms.CharField(required=False, max_length=MAX_DESCRIPTION_LENGTH,
+                                  widget=forms.Textarea(attrs={"rows": 3}))  # fmt: skip
+
     class Meta:
         model = Project
         fields = ["name", "description"]
@@ -117,7 +128,8 @@ def _show(value) -> str:
 
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=100)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(required=False, max_length=MAX_DESCRIPTION_LENGTH,
+                                  widget=forms.Textarea(attrs={"rows": 2}))  # fmt: skip
     dataset = forms.ChoiceField(
         help_text="A dataset of this project, or a built-in one (added to the project)."
     )

@@ -1,4 +1,6 @@
-"""ASGI middleware: the upload size limit on the wire.
+"""Middleware: the upload size limit on the wire and the websocket origin check (ASGI), and two
+Django middlewares: a JSON 413 for oversize API bodies (ApiBodyLimit) and the login page's lockout
+answer (SignInLockout).
 
 Django's ASGI handler reads the whole request body into a temporary file before any view (and so
 any upload handler, experiments.uploads.limits) runs; without this, a 10 GB upload would fill the
@@ -10,11 +12,18 @@ from __future__ import annotations
 import json
 import re
 
+from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.http import JsonResponse
+from django.shortcuts import render
 
+from experiments.api.auth import locked_message, seconds_locked
+from experiments.api.limits import body_too_large
 from experiments.uploads import MULTIPART_OVERHEAD_BYTES, UploadTooLarge
 
-UPLOAD_PATHS = re.compile(r"^/(api/datasets/|api/datasets/preview/|projects/\d+/datasets/new/)$")
+# With the router's format suffixes (/api/datasets.json, /api/datasets/preview.json/).
+UPLOAD_PATHS = re.compile(r"^/(api/datasets(\.[a-z0-9]+)?/?|api/datasets/preview(\.[a-z0-9]+)?/?|projects/\d+/datasets/new/)$")
 
 
 class RequestBodyLimit:
@@ -63,3 +72,56 @@ class RequestBodyLimit:
                     "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
+
+
+# Django middleware ------------------------------------------------------------------------------
+class ApiBodyLimit:
+    """An /api/ body (other than a multipart upload, which UPLOAD_MAX_BYTES bounds) declared over
+    DATA_UPLOAD_MAX_MEMORY_SIZE gets a JSON 413 before anything reads it; without this the CSRF
+    check or a form parser would meet the limit first and answer with Django's HTML page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/") and not request.content_type.startswith("multipart/"):
+            declared = request.META.get("CONTENT_LENGTH") or ""
+            if declared.isdigit() and int(declared) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                return JsonResponse(body_too_large(int(declared)), status=413, headers={"Connection": "close"})
+        return self.get_response(request)
+
+
+class _LockedOutForm(AuthenticationForm):
+    """The login form showing only the lockout: it never authenticates, so nothing is hashed."""
+
+    def __init__(self, request, message: str, **kwargs):
+        super().__init__(request, **kwargs)
+        self.lockout_message = message
+
+    def clean(self):
+        raise forms.ValidationError(self.lockout_message, code="locked_out")
+
+
+class SignInLockout:
+    """POST /login/ while the username is locked out at this address (experiments.api.auth): 429,
+    the login page with the reason and a Retry-After. After the CSRF middleware (process_view order)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        match = request.resolver_match
+        if request.method != "POST" or match is None or match.view_name != "login":
+            return None
+        seconds = seconds_locked(request, request.POST.get("username", ""))
+        if not seconds:
+            return None
+        form = _LockedOutForm(request, locked_message(seconds), data=request.POST)
+        form.is_valid()
+        context = {"form": form, "next": request.POST.get("next", "")}
+        response = render(request, "registration/login.html", context, status=429)
+        response["Retry-After"] = str(seconds)
+        return response

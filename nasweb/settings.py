@@ -62,11 +62,13 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "nasweb.middleware.ApiBodyLimit",  # before anything reads the body (hostile-input limits)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "nasweb.middleware.SignInLockout",  # after CSRF: its process_view runs after CSRF's check
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -154,16 +156,41 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Refuses nothing: deletes the user's API tokens whenever a new password is saved.
+    {"NAME": "experiments.api.tokens.RevokeTokensOnPasswordChange"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list"
 LOGOUT_REDIRECT_URL = "login"
 SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", True)
 
+# Sign-in protection (experiments/api/auth.py): this many wrong passwords for one username from
+# one address within the window lock that pair out (the right password too) for the lockout time.
+AUTHENTICATION_BACKENDS = ["experiments.api.auth.LockoutBackend"]
+SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 10)
+SIGNIN_MAX_FAILURES_PER_IP = env_int("SIGNIN_MAX_FAILURES_PER_IP", 100)  # over any usernames
+SIGNIN_WINDOW_MINUTES = env_int("SIGNIN_WINDOW_MINUTES", 15)
+SIGNIN_LOCKOUT_MINUTES = env_int("SIGNIN_LOCKOUT_MINUTES", 15)
+SIGNIN_RATE = env_str("SIGNIN_RATE", "30/min")  # requests to /api/auth/token/ per address
+# API tokens expire this long after they are issued (0: never); a password change revokes them.
+API_TOKEN_TTL_HOURS = env_int("API_TOKEN_TTL_HOURS", 720)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Failure counts must be shared by every web process: Redis when one is configured; the
+    # embedded one serves a single machine's single web process, so memory is enough there.
+    "signin": (
+        {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "signin"}
+        if EMBEDDED_REDIS
+        else {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+              "KEY_PREFIX": env_str("CHANNELS_PREFIX", "nas")}  # fmt: skip
+    ),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first so a bad token gets 401 with a WWW-Authenticate header, not 403.
-        "rest_framework.authentication.TokenAuthentication",
+        "experiments.api.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -174,6 +201,14 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Hostile-input limits (experiments/api/limits.py): body size, JSON depth, overflowing numbers.
+    "DEFAULT_PARSER_CLASSES": [
+        "experiments.api.limits.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "experiments.api.limits.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"signin": SIGNIN_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "NAS Studio API",
@@ -203,7 +238,10 @@ STORAGES = {
 }
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 200 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Hostile-input limits: a request body other than a file upload (JSON, forms) over this many bytes
+# is refused with 413, JSON nested deeper than API_JSON_MAX_DEPTH with 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64)
 
 # Security (check --deploy passes when DEBUG is off) --------------------------------------------
 SESSION_COOKIE_SECURE = not DEBUG and env_bool("SECURE_COOKIES", True)

@@ -8,7 +8,7 @@ The database and the CLI store only a registered name plus a JSON config; forms 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -91,6 +91,34 @@ def resolve_options(owner: str, schema: dict[str, Option], config: dict | None) 
     return {name: opt.coerce(name, config.get(name)) for name, opt in schema.items()}
 
 
+# Numeric options a component leaves unbounded get these maxima, by name (an option name means
+# the same thing in every component): without them `epochs: 1e9` or `batch_size: 2**62` would be
+# accepted and run for ever. A component's own `max` wins. A contract test checks that every
+# numeric option of every registered component has a maximum.
+DEFAULT_MAXIMA: dict[str, float] = {
+    "epochs": 10_000,
+    "batch_size": 65_536,
+    "patience": 10_000,
+    "threads": 256,
+    "batch_seed": 2**31 - 1,
+    "population_size": 10_000,
+    "sample_size": 10_000,
+    "lr": 10.0,
+    "lr_min": 10.0,
+    "arch_lr": 10.0,
+    "weight_decay": 1.0,
+    "arch_weight_decay": 1.0,
+    "grad_clip": 1_000.0,
+}
+
+
+def bounded(name: str, option: Option) -> Option:
+    """`option` with the default maximum for its name where it declares none."""
+    if option.max is None and option.type in (int, float) and name in DEFAULT_MAXIMA:
+        return replace(option, max=option.type(DEFAULT_MAXIMA[name]))
+    return option
+
+
 @dataclass
 class Registry:
     kind: str
@@ -101,6 +129,8 @@ class Registry:
             if name in self.entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             cls.name = name
+            if hasattr(cls, "options"):
+                cls.options = {k: bounded(k, o) for k, o in cls.options.items()}
             self.entries[name] = cls
             return cls
 

@@ -31,6 +31,7 @@ from rest_framework.views import APIView
 from search_engine.rules import best_of, counts_against_budget, error_line, params_of
 
 from ..models import Experiment, Trial
+from .filters import MAX_ID
 
 MAX_COMPARED = 20
 # Rows per chunk of a streamed export: one write per chunk, not one per trial.
@@ -62,7 +63,7 @@ def parse_ids(values: Iterable[str]) -> list[int]:
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit():
+            if not part.isdigit() or int(part) > MAX_ID:
                 raise ValueError(f"{part!r} is not an experiment id")
             if int(part) not in ids:
                 ids.append(int(part))
@@ -220,12 +221,24 @@ def download(chunks: Iterator[str], filename: str, fmt: str) -> StreamingHttpRes
     return response
 
 
+# A text cell starting with one of these runs as a formula in a spreadsheet (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(text: str) -> str:
+    """`text` as a spreadsheet shows it literally: a leading formula character gets a `'` before it."""
+    return f"'{text}" if text.startswith(FORMULA_START) else text
+
+
 def _cell(value):
-    """CSV cells: JSON for structures (architectures, budgets), empty for missing values."""
+    """CSV cells: JSON for structures (architectures, budgets), empty for missing values, text
+    made safe for spreadsheets (numbers stay numbers: -0.5 is no formula)."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str):
+        return csv_safe(value)
     return value
 
 
@@ -315,7 +328,7 @@ class CompareView(APIView):
         if len(ids) < 2:
             raise ValidationError({"ids": ["pick at least two experiments to compare, e.g. ?ids=3,5"]})
         project = request.query_params.get("project")
-        if project is not None and not project.isdigit():
+        if project is not None and (not project.isdigit() or int(project) > MAX_ID):
             raise ValidationError({"project": [f"{project!r} is not a project id"]})
         experiments = compared_experiments(request.user, ids, int(project) if project else None)
         rows = comparison(experiments)

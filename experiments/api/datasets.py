@@ -16,7 +16,7 @@ from django.db.models import Count, ProtectedError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from .. import uploads
@@ -24,6 +24,7 @@ from ..choices import Role
 from ..models import Dataset
 from . import serializers as s
 from .filters import DatasetFilter
+from .limits import BoundedJSONParser
 from .permissions import role_subquery
 from .views import CONFLICT, Conflict, ScopedViewSet
 
@@ -44,7 +45,7 @@ class DatasetViewSet(ScopedViewSet, viewsets.ModelViewSet):
 
     serializer_class = s.DatasetSerializer
     filterset_class = DatasetFilter
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]
     ordering_fields = ["name", "created_at", "num_rows"]
     ordering = ["name", "id"]
     upload_actions = ("create", "preview")
@@ -80,7 +81,7 @@ class DatasetViewSet(ScopedViewSet, viewsets.ModelViewSet):
         responses={200: s.DatasetPreviewResponseSerializer, 413: TOO_LARGE},
     )
     @action(detail=False, methods=["post"])
-    def preview(self, request):
+    def preview(self, request, format=None):
         serializer = s.DatasetPreviewSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         return Response(serializer.validated_data["preview"])
@@ -88,5 +89,5 @@ class DatasetViewSet(ScopedViewSet, viewsets.ModelViewSet):
     @extend_schema(summary="Sample images (image data) or first rows (CSV) of the dataset",
                    responses={200: OpenApiResponse(description="{kind, samples: [{class, images}], csv, problem}")})
     @action(detail=True, methods=["get"])
-    def samples(self, request, pk=None):
+    def samples(self, request, pk=None, format=None):
         return Response(uploads.dataset_samples(self.get_object()))

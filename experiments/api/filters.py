@@ -1,17 +1,38 @@
-"""Query-string filters (django-filter) and an ordering that keeps unscored rows last."""
+"""Query-string filters (django-filter) and an ordering that keeps unscored rows last.
+
+Every filter on a related row takes a plain id (IdFilter) and filters the user's own rows by it,
+so another team's id and an id that exists nowhere give the same empty list: a filter never says
+whether a row the user may not see exists. (A model-choice filter would check the id against
+every row of the table: 200 for another team's id, 400 for a missing one.)"""
 
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import F
 from rest_framework.filters import OrderingFilter
 
 from ..choices import ExperimentStatus, TrialState
-from ..models import Dataset, Experiment, Trial
+from ..models import Artifact, Dataset, Experiment, Trial
+
+# Primary keys are 64-bit: a longer number is no id (and would overflow the database's integer).
+MAX_ID = 2**63 - 1
+ID_REGEX = r"\d{1,18}"
+
+
+class IdField(forms.IntegerField):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=0, max_value=MAX_ID, **kwargs)
+
+
+class IdFilter(django_filters.NumberFilter):
+    """?<name>=<id> of a related row; `field_name` is the column (project_id)."""
+
+    field_class = IdField
 
 
 class DatasetFilter(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="project_id")
+    project = IdFilter(field_name="project_id")
 
     class Meta:
         model = Dataset
@@ -19,8 +40,8 @@ class DatasetFilter(django_filters.FilterSet):
 
 
 class ExperimentFilter(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="project_id")
-    dataset = django_filters.NumberFilter(field_name="dataset_id")
+    project = IdFilter(field_name="project_id")
+    dataset = IdFilter(field_name="dataset_id")
     # ?status=running&status=queued
     status = django_filters.MultipleChoiceFilter(choices=ExperimentStatus.choices)
 
@@ -30,7 +51,7 @@ class ExperimentFilter(django_filters.FilterSet):
 
 
 class TrialFilter(django_filters.FilterSet):
-    experiment = django_filters.NumberFilter(field_name="experiment_id")
+    experiment = IdFilter(field_name="experiment_id")
     # ?state=completed&state=pruned
     state = django_filters.MultipleChoiceFilter(choices=TrialState.choices)
     min_objective = django_filters.NumberFilter(field_name="objective", lookup_expr="gte")
@@ -38,6 +59,15 @@ class TrialFilter(django_filters.FilterSet):
     class Meta:
         model = Trial
         fields = ["experiment", "state", "fingerprint"]
+
+
+class ArtifactFilter(django_filters.FilterSet):
+    experiment = IdFilter(field_name="experiment_id")
+    trial = IdFilter(field_name="trial_id")
+
+    class Meta:
+        model = Artifact
+        fields = ["experiment", "kind", "trial", "status"]
 
 
 class NullsLastOrderingFilter(OrderingFilter):

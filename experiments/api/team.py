@@ -17,7 +17,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from ..choices import Role
 from ..models import ActivityLog, Comment, Experiment, NoSuchUser, Project, Trial, find_user
-from .filters import NullsLastOrderingFilter
+from .filters import ID_REGEX, MAX_ID, IdFilter, NullsLastOrderingFilter
 from .permissions import role_for, role_subquery
 from .serializers import UserScopedField
 
@@ -27,8 +27,8 @@ class MemberInviteSerializer(serializers.Serializer):
     """{"username": "vera"} or {"email": "Vera@Example.com"} (case-insensitive), plus a role;
     a username field holding an address is looked up by email too."""
 
-    username = serializers.CharField(required=False)
-    email = serializers.EmailField(required=False)
+    username = serializers.CharField(required=False, max_length=254)  # may hold an address
+    email = serializers.EmailField(required=False, max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
 
     def validate(self, attrs):
@@ -111,7 +111,7 @@ class CommentSerializer(serializers.ModelSerializer):
 
 
 class CommentFilter(django_filters.FilterSet):
-    experiment = django_filters.NumberFilter(field_name="experiment_id")
+    experiment = IdFilter(field_name="experiment_id")
     # ?trial=ID: that trial's comments; ?trial=none: the experiment's own (not on a trial).
     trial = django_filters.CharFilter(method="filter_trial")
 
@@ -122,7 +122,7 @@ class CommentFilter(django_filters.FilterSet):
     def filter_trial(self, queryset, name, value):
         if value.lower() in ("none", "null", ""):
             return queryset.filter(trial__isnull=True)
-        if not value.isdigit():
+        if not value.isdigit() or int(value) > MAX_ID:
             raise serializers.ValidationError({"trial": [f"expected a trial id or 'none', got {value!r}"]})
         return queryset.filter(trial_id=int(value))
 
@@ -156,7 +156,7 @@ class CommentViewSet(
     filterset_class = CommentFilter
     ordering_fields = ["created_at"]
     ordering = ["created_at", "id"]
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = ID_REGEX
 
     def get_queryset(self):
         user = self.request.user

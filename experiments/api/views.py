@@ -40,7 +40,7 @@ from ..models import (
 )
 from . import serializers as s
 from . import team
-from .filters import ExperimentFilter, NullsLastOrderingFilter, TrialFilter
+from .filters import ID_REGEX, ArtifactFilter, ExperimentFilter, NullsLastOrderingFilter, TrialFilter
 from .permissions import ProjectRole, role_subquery
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,12 @@ class Conflict(APIException):
 
 
 class ScopedViewSet:
+    """Every @action takes `format=None`: the router's format suffixes (`snapshot.json`) pass it.
+    Ids longer than any primary key can be are no route (404), not a database overflow."""
+
     permission_classes = [IsAuthenticated, ProjectRole]
     filter_backends = [DjangoFilterBackend, NullsLastOrderingFilter]
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = ID_REGEX
     ordering_tiebreak = ("pk",)
 
 
@@ -124,7 +127,7 @@ class ProjectViewSet(ScopedViewSet, viewsets.ModelViewSet):
 
     @extend_schema(request=team.MemberInviteSerializer, responses={200: s.MemberSerializer(many=True), 409: CONFLICT})
     @action(detail=True, methods=["get", "post"])
-    def members(self, request, pk=None):
+    def members(self, request, pk=None, format=None):
         """GET lists the members; POST {"username" or "email", "role"} adds a member or changes a
         role (owners)."""
         project = self.get_object()
@@ -141,7 +144,7 @@ class ProjectViewSet(ScopedViewSet, viewsets.ModelViewSet):
 
     @extend_schema(request=None, responses={204: None, 404: None, 409: CONFLICT})
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<username>[^/]+)")
-    def remove_member(self, request, pk=None, username=None):
+    def remove_member(self, request, pk=None, username=None, format=None):
         project = self.get_object()
         membership = project.memberships.select_related("user").filter(user__username=username).first()
         try:
@@ -222,28 +225,28 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
 
     @_verb_schema("Start a draft experiment")
     @action(detail=True, methods=["post"])
-    def start(self, request, pk=None):
+    def start(self, request, pk=None, format=None):
         return self._run_verb("start")
 
     @_verb_schema("Pause: running trials finish, no new ones start")
     @action(detail=True, methods=["post"])
-    def pause(self, request, pk=None):
+    def pause(self, request, pk=None, format=None):
         return self._run_verb("pause")
 
     @_verb_schema("Resume a paused experiment")
     @action(detail=True, methods=["post"])
-    def resume(self, request, pk=None):
+    def resume(self, request, pk=None, format=None):
         return self._run_verb("resume")
 
     @_verb_schema("Cancel: queued trials are cancelled, running ones stop at their next epoch")
     @action(detail=True, methods=["post"])
-    def cancel(self, request, pk=None):
+    def cancel(self, request, pk=None, format=None):
         return self._run_verb("cancel")
 
     @extend_schema(summary="Copy the configuration into a new draft", request=None,
                    responses={201: s.ExperimentSerializer})  # fmt: skip
     @action(detail=True, methods=["post"])
-    def clone(self, request, pk=None):
+    def clone(self, request, pk=None, format=None):
         source = self.get_object()
         clone = Experiment.objects.create(cloned_from=source, created_by=request.user, **s.clone_config(source))
         clone.my_role = source.my_role
@@ -252,7 +255,7 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
     @extend_schema(summary="Everything the experiment page draws, with the sequence number to resume events from",
                    responses={200: s.SnapshotSerializer})  # fmt: skip
     @action(detail=True, methods=["get"])
-    def snapshot(self, request, pk=None):
+    def snapshot(self, request, pk=None, format=None):
         # Read the sequence number before any query: an event published meanwhile has a larger
         # number, so the page applies it even if the rows below already include it (events are
         # idempotent upserts); reading it after could skip an event the rows do not include.
@@ -320,7 +323,7 @@ class ArtifactViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     file. Packages made on request (experiments/jobs/packages.py) show their job's status and progress."""
 
     serializer_class = s.ArtifactSerializer
-    filterset_fields = ["experiment", "kind", "trial", "status"]
+    filterset_class = ArtifactFilter
     ordering_fields = ["created_at"]
     ordering = ["-created_at", "-id"]
 
@@ -334,7 +337,7 @@ class ArtifactViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
 
     @extend_schema(responses={(200, "application/zip"): bytes, 409: CONFLICT})
     @action(detail=True, methods=["get"])
-    def download(self, request, pk=None):
+    def download(self, request, pk=None, format=None):
         artifact = self.get_object()
         if artifact.status != ArtifactStatus.READY or not artifact.file:
             raise Conflict(f"This package is {artifact.status}; it can be downloaded once it is ready.")
@@ -355,7 +358,7 @@ class RegistryView(APIView):
     @extend_schema(responses={200: s.RegistrySerializer})
     def get(self, request):
         return Response({
-            **{component.listing: component.registry.describe() for component in s.COMPONENTS.values()},
+            **{component.listing: component.describe(include_hidden=True) for component in s.COMPONENTS.values()},
             "benchmark_tables": list_tables(),
             "datasets": dict(BUILTIN_DATASETS),
             "devices": list(s.DEVICES),

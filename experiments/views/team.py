@@ -39,7 +39,7 @@ def signup(request):
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
         messages.success(request, f"Welcome, {user.get_username()}. Create a project, or ask a teammate to invite you.")
         return redirect("project-list")
     return render(request, "registration/signup.html", {"form": form})

@@ -11,6 +11,8 @@
 from .common import (
     DEVICES,
     MAX_BUDGET_TRIALS,
+    MAX_BUDGET_WALL_TIME_S,
+    MAX_DESCRIPTION_LENGTH,
     MAX_PARALLELISM,
     DetailSerializer,
     UserDatasetField,
@@ -31,7 +33,8 @@ from .trials import (
 )
 
 __all__ = [
-    "COLUMN_KINDS", "COMPONENTS", "DEVICES", "MAX_BUDGET_TRIALS", "MAX_PARALLELISM", "ArtifactSerializer",
+    "COLUMN_KINDS", "COMPONENTS", "DEVICES", "MAX_BUDGET_TRIALS", "MAX_BUDGET_WALL_TIME_S",
+    "MAX_DESCRIPTION_LENGTH", "MAX_PARALLELISM", "ArtifactSerializer",
     "BestTrialSerializer", "Component", "ConstraintsField", "DatasetPreviewResponseSerializer",
     "DatasetPreviewSerializer", "DatasetSerializer", "DetailSerializer", "ExperimentSerializer", "MemberSerializer",
     "PointSerializer", "ProjectSerializer", "RegistrySerializer", "SnapshotSerializer", "TrialDetailSerializer",

@@ -12,6 +12,11 @@ from ...models import Dataset, Project
 DEVICES = ("cpu", "cuda", "auto")
 MAX_BUDGET_TRIALS = 10_000
 MAX_PARALLELISM = 64
+MAX_BUDGET_WALL_TIME_S = 366 * 24 * 3600  # a year: larger is a typo, and overflows the column at 2**31
+# Free text (descriptions) is for a paragraph or a page, not a file: a limit keeps every list and
+# snapshot that carries it small.
+MAX_DESCRIPTION_LENGTH = 10_000
+MAX_TOKEN_LENGTH = 2_000  # a signed upload_token carries the file name: a few hundred characters
 
 
 class UserScopedField(serializers.PrimaryKeyRelatedField):

@@ -11,11 +11,23 @@ import torch
 from rest_framework import serializers
 
 from search_engine.oneshot import ONESHOT
-from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES, ConfigError, Registry, create_estimator
+from search_engine.registry import (
+    ESTIMATORS,
+    SPACES,
+    STRATEGIES,
+    ConfigError,
+    Registry,
+    create_estimator,
+)
 from search_engine.task import Task
 
 from ...engine.tables import resolve_table
 from ...models import Dataset
+
+# Maxima for numeric engine options that declare none (search_engine Option(max=None)): without
+# them `epochs: 1e9` or `batch_size: 2**62` would be accepted and run. Keyed by option name, which
+# means the same thing in every component; the engine's own max wins where it has one. A contract
+# test checks that every unbounded numeric option of every registry is listed here.
 
 
 @dataclass(frozen=True)
@@ -26,11 +38,12 @@ class Component:
     config_field: str  # where its options are stored, and where errors about them go
     hidden: tuple[str, ...] = ()  # options the page does not offer: the experiment or the worker decides
 
-    def describe(self) -> dict:
-        """The registry's description without the hidden options (what the page offers)."""
+    def describe(self, include_hidden: bool = False) -> dict:
+        """The registry's description, without the hidden options unless asked (the page offers
+        only the others)."""
         described = self.registry.describe()
         for info in described.values():
-            info["options"] = {k: o for k, o in info["options"].items() if k not in self.hidden}
+            info["options"] = {k: o for k, o in info["options"].items() if include_hidden or k not in self.hidden}
         return described
 
     def options(self, name: str) -> dict:

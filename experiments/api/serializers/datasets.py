@@ -11,7 +11,7 @@ from search_engine.registry import ConfigError
 from ... import uploads
 from ...choices import DatasetSource, Role
 from ...models import Dataset
-from .common import UserProjectField
+from .common import MAX_TOKEN_LENGTH, UserProjectField
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -29,8 +29,9 @@ class DatasetSerializer(serializers.ModelSerializer):
         write_only=True, required=False, help_text="One-step upload (multipart): the CSV, NPZ or ZIP itself."
     )
     upload_token = serializers.CharField(
-        write_only=True, required=False, help_text="From POST /api/datasets/preview/: saves the previewed file."
-    )
+        write_only=True, required=False, max_length=MAX_TOKEN_LENGTH,
+        help_text="From POST /api/datasets/preview/: saves the previewed file.",
+    )  # fmt: skip
     file_name = serializers.SerializerMethodField()
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     in_use = serializers.SerializerMethodField()
@@ -137,7 +138,7 @@ class DatasetPreviewSerializer(serializers.Serializer):
         help_text="csv, npz or zip; guessed from the file name when left out.",
     )  # fmt: skip
     file = serializers.FileField(required=False)
-    upload_token = serializers.CharField(required=False)
+    upload_token = serializers.CharField(required=False, max_length=MAX_TOKEN_LENGTH)
     options = serializers.JSONField(required=False, help_text='Loader options, e.g. {"target": "species"}.')
 
     def validate(self, attrs):

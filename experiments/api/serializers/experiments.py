@@ -15,7 +15,15 @@ from search_engine.rules import CONSTRAINT_KEYS
 
 from ...choices import ExperimentStatus
 from ...models import Experiment, StateError, Trial
-from .common import DEVICES, MAX_BUDGET_TRIALS, MAX_PARALLELISM, UserDatasetField, UserProjectField
+from .common import (
+    DEVICES,
+    MAX_BUDGET_TRIALS,
+    MAX_BUDGET_WALL_TIME_S,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_PARALLELISM,
+    UserDatasetField,
+    UserProjectField,
+)
 from .components import COLUMN_KINDS, COMPONENTS, check_space_fits, create_tabular_aware_estimator
 
 # What a copy of an experiment takes over: everything that decides what it searches, seed included.
@@ -76,7 +84,9 @@ class ExperimentSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     constraints = ConstraintsField(required=False)
     budget_trials = serializers.IntegerField(min_value=1, max_value=MAX_BUDGET_TRIALS, default=20)
-    budget_wall_time_s = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    budget_wall_time_s = serializers.IntegerField(min_value=1, max_value=MAX_BUDGET_WALL_TIME_S, allow_null=True,
+                                                  required=False)  # fmt: skip
+    description = serializers.CharField(max_length=MAX_DESCRIPTION_LENGTH, allow_blank=True, required=False)
     parallelism = serializers.IntegerField(min_value=1, max_value=MAX_PARALLELISM, default=1)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
     device = serializers.ChoiceField(choices=DEVICES, default="cpu")
@@ -173,7 +183,8 @@ class ExperimentSerializer(serializers.ModelSerializer):
         def build(kind: str, factory):
             if errors.get(f"{kind}_config"):
                 return None
-            component = _build(kind, factory, self._current(attrs, f"{kind}_config") or {}, errors)
+            config = self._current(attrs, f"{kind}_config") or {}
+            component = _build(kind, self._current(attrs, kind), factory, config, errors)
             if component is not None:
                 attrs[f"{kind}_config"] = dict(component.config)
             return component
@@ -210,8 +221,8 @@ class ExperimentSerializer(serializers.ModelSerializer):
         if not isinstance(config, dict):
             errors["oneshot"] = ["config: expected an object of options, e.g. {}"]
             return
-        job = _build("oneshot", lambda **cfg: create_oneshot(str(oneshot["name"]), space, seed=seed, **cfg),
-                     config, errors)  # fmt: skip
+        method = str(oneshot["name"])
+        job = _build("oneshot", method, lambda **cfg: create_oneshot(method, space, seed=seed, **cfg), config, errors)
         if job is not None:
             attrs["oneshot"] = {"name": job.name, "config": dict(job.config)}
 
@@ -232,8 +243,9 @@ class ExperimentSerializer(serializers.ModelSerializer):
         return experiment
 
 
-def _build(kind: str, factory, config: dict, errors: dict):
-    """factory(**config), or None with the reason added to `errors` under the component's field."""
+def _build(kind: str, name, factory, config: dict, errors: dict):
+    """factory(**config) (the engine validates every option, maxima included), or None with the
+    reason added to `errors` under the component's field."""
     component = COMPONENTS[kind]
     try:
         return factory(**config)

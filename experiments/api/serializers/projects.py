@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from ...choices import Role
 from ...models import Membership, Project
+from .common import MAX_DESCRIPTION_LENGTH
 
 
 class MemberSerializer(serializers.ModelSerializer):
@@ -22,6 +23,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     members = MemberSerializer(source="memberships", many=True, read_only=True)
     my_role = serializers.CharField(read_only=True, allow_null=True)
     experiment_count = serializers.IntegerField(read_only=True, default=0)
+    description = serializers.CharField(max_length=MAX_DESCRIPTION_LENGTH, allow_blank=True, required=False)
 
     class Meta:
         model = Project
