@@ -142,5 +142,7 @@ def default_raw_input(shape: tuple[int, ...]) -> dict:
         "shape": [int(d) for d in shape],
         "scale": None,
         "layout": "reshape",
+        "labels": "index",
+        "file": "data.npz",
         "description": f"float32 arrays of shape (N, {', '.join(str(int(d)) for d in shape)}), as given to make_task",
     }
