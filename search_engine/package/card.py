@@ -108,13 +108,15 @@ def snippet(spec: dict) -> str:
     """Lines that run model.onnx on the test rows of the raw file and print the accuracy."""
     file = spec.get("file") or "data.npz"
     scorer = 'print(f"accuracy {np.mean(labels[probs.argmax(1)] == truth):.4f}")'
-    head = ["import json, numpy as np, onnxruntime as ort",
+    modules = {"csv": "csv, ", "zip": "io, zipfile, "}.get(spec["source"], "")
+    head = [f"import {modules}json, numpy as np, onnxruntime as ort",
+            *(["from PIL import Image"] if spec["source"] == "zip" else []),
             'labels, test = np.array(json.load(open("labels.json"))), json.load(open("split.json"))["test"]']
     run = 'probs = ort.InferenceSession("model.onnx").run(None, {"input": X})[0]'
     if spec["source"] == "csv":
-        return "\n".join(["import csv", *head, *_csv_lines(spec, file), run, scorer])
+        return "\n".join([*head, *_csv_lines(spec, file), run, scorer])
     if spec["source"] == "zip":
-        return "\n".join(["import io, zipfile", "from PIL import Image", *head, *_zip_lines(spec, file), run, scorer])
+        return "\n".join([*head, *_zip_lines(spec, file), run, scorer])
     truth = 'labels[data["y"][test]]' if spec.get("labels") == "index" else 'data["y"][test].astype(str)'
     return "\n".join([*head, f'data = np.load("{file}")', f'X, truth = data["X"][test].astype(np.{spec["dtype"]}), {truth}',
                       run, scorer])
