@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from experiments import broadcast
+    from experiments.live import broadcast, payloads
     from experiments.models import Dataset, Experiment, Project, Trial
 
 
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
             trial.complete(token, state="completed", objective=0.5, metrics={"val_acc": 0.5, "test_acc": 0.5},
                            constraint_values={}, duration_s=0.1)  # commits (autocommit)
             t0 = time.perf_counter()
-            seq = broadcast.send(experiment.pk, broadcast.TRIAL_FINISHED, {"trial": broadcast.trial_summary(trial)})
+            seq = broadcast.send(experiment.pk, payloads.TRIAL_FINISHED, {"trial": payloads.trial_summary(trial)})
             committed[seq] = t0
             time.sleep(args.gap_ms / 1000)
         time.sleep(1.0)

@@ -115,7 +115,7 @@ def run_engine(config: dict, dataset: str, trials: int, seed: int) -> tuple[floa
 
 
 def start_workers(settings) -> list[subprocess.Popen]:
-    from experiments.management.commands.worker import worker_command, worker_environment
+    from nasweb.management.commands.worker import worker_command, worker_environment
 
     # The same workers as `manage.py up --workers 1`.
     log_dir = Path(tempfile.mkdtemp(prefix="nas-bench-logs-"))

@@ -40,7 +40,7 @@ def setup_django() -> bool:
     call_command("migrate", verbosity=0)
     if not settings.EMBEDDED_REDIS:
         return False
-    started = not embedded_redis._answers(Path(settings.DATA_DIR) / "redis.sock")
+    started = not embedded_redis.answers(Path(settings.DATA_DIR) / "redis.sock")
     embedded_redis.ensure_running(settings.DATA_DIR)
     return started
 

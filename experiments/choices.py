@@ -65,3 +65,26 @@ class ArtifactStatus(models.TextChoices):
 class ArtifactKind(models.TextChoices):
     MODEL_ZIP = "model_zip", "Model package (ZIP)"
     RETRAINED_ZIP = "retrained_zip", "Retrained model package (ZIP)"
+
+
+# Artifacts whose existence makes a new request for the same package unnecessary, and those whose
+# background job has not finished.
+LIVE_ARTIFACT_STATUSES = (ArtifactStatus.PENDING, ArtifactStatus.RUNNING, ArtifactStatus.READY)
+JOB_ARTIFACT_STATUSES = (ArtifactStatus.PENDING, ArtifactStatus.RUNNING)
+
+
+class ActivityVerb(models.TextChoices):
+    # The label reads after the actor's name: "olivia started experiment “Digits MLP”".
+    EXPERIMENT_CREATED = "experiment.created", "created experiment"
+    EXPERIMENT_CLONED = "experiment.cloned", "cloned an experiment into"
+    EXPERIMENT_STARTED = "experiment.started", "started experiment"
+    EXPERIMENT_PAUSED = "experiment.paused", "paused experiment"
+    EXPERIMENT_RESUMED = "experiment.resumed", "resumed experiment"
+    EXPERIMENT_CANCELLED = "experiment.cancelled", "cancelled experiment"
+    DATASET_UPLOADED = "dataset.uploaded", "added dataset"
+    DATASET_DELETED = "dataset.deleted", "deleted dataset"
+    MODEL_DOWNLOADED = "model.downloaded", "downloaded"
+    MEMBER_INVITED = "member.invited", "invited"
+    MEMBER_ROLE_CHANGED = "member.role_changed", "changed the role of"
+    MEMBER_REMOVED = "member.removed", "removed"
+    COMMENT_POSTED = "comment.posted", "commented on"

@@ -18,8 +18,8 @@ from search_engine.rules import CONSTRAINT_KEYS
 from search_engine.runtime import DEVICES
 
 from .api.serializers import COLUMN_KINDS, COMPONENTS, DatasetSerializer, ExperimentSerializer, clone_config
-from .benchmarks import list_tables
 from .choices import DatasetSource, Role
+from .engine.tables import list_tables
 from .models import Comment, Experiment, NoSuchUser, Project, find_user
 
 # The "Method" select: a search strategy proposes candidates one by one, or a one-shot method

@@ -25,7 +25,8 @@ def socket_url(socket_path: Path) -> str:
     return f"unix://{socket_path}"
 
 
-def _answers(socket_path: Path) -> bool:
+def answers(socket_path: Path) -> bool:
+    """An embedded redis-server answers on this socket (`manage.py up` stops only one it started)."""
     if not socket_path.exists():
         return False
     try:
@@ -38,7 +39,7 @@ def ensure_running(data_dir: Path) -> str:
     """Start the embedded redis-server unless one already answers on our socket; return its URL."""
     data_dir.mkdir(parents=True, exist_ok=True)
     socket_path = data_dir / "redis.sock"
-    if _answers(socket_path):
+    if answers(socket_path):
         return socket_url(socket_path)
     pidfile = data_dir / "redis.pid"
     # Two processes may start at once; redis refuses a socket that is in use, so the loser's
@@ -62,7 +63,7 @@ def ensure_running(data_dir: Path) -> str:
     ).wait(timeout=10)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if _answers(socket_path):
+        if answers(socket_path):
             return socket_url(socket_path)
         time.sleep(0.05)
     raise RuntimeError(f"embedded redis-server did not start; see {data_dir / 'redis.log'}")

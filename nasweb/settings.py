@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "channels",
     "django_dramatiq",
     "experiments",
+    "nasweb",  # the `up` and `worker` management commands: they start the whole product
 ]
 
 MIDDLEWARE = [
@@ -135,8 +136,9 @@ DRAMATIQ_BROKER = {
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
-# Torch threads per trial inside a worker process (see experiments/tasks.py).
+# The actors live in experiments/jobs/actors.py (nothing else defines one).
+DRAMATIQ_AUTODISCOVER_MODULES = ["jobs.actors"]
+# Torch threads per trial inside a worker process (see experiments/jobs/actors.py).
 WORKER_TORCH_THREADS = env_int("WORKER_TORCH_THREADS", 1)
 # A running trial whose heartbeat is older than this is considered dead and re-queued.
 TRIAL_LEASE_SECONDS = env_int("TRIAL_LEASE_SECONDS", 60)

@@ -1,4 +1,4 @@
-"""Model packages on request (experiments/exports.py): a completed trial's package, and the best
+"""Model packages on request (experiments/jobs/packages.py): a completed trial's package, and the best
 architecture retrained on train+val. Both answer with the artifact: 202 while its job is pending
 or running (the page follows it over the websocket), 200 when the package is ready. Asking again
 returns the same artifact. Downloads themselves are ArtifactViewSet.download."""
@@ -12,8 +12,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import exports
 from ..choices import ArtifactStatus, Role
+from ..jobs import packages
 from ..models import Experiment, StateError, Trial
 from .serializers import ArtifactSerializer
 from .views import CONFLICT, Conflict
@@ -21,7 +21,7 @@ from .views import CONFLICT, Conflict
 
 class RetrainSerializer(serializers.Serializer):
     epochs = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=exports.MAX_RETRAIN_EPOCHS,
+        required=False, allow_null=True, min_value=1, max_value=packages.MAX_RETRAIN_EPOCHS,
         help_text="Training epochs; by default the best trial's epoch budget.",
     )  # fmt: skip
 
@@ -44,7 +44,7 @@ class TrialPackageView(APIView):
     def post(self, request, pk: int):
         trial = get_object_or_404(Trial.objects.for_user(request.user).select_related("experiment"), pk=pk)
         try:
-            artifact, _ = exports.request_package(trial, request.user)
+            artifact, _ = packages.request_package(trial, request.user)
         except StateError as exc:
             raise Conflict(str(exc)) from None
         return _job_response(artifact)
@@ -64,7 +64,7 @@ class ExperimentRetrainView(APIView):
         options = RetrainSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         try:
-            artifact, _ = exports.request_retrain(experiment, request.user, options.validated_data.get("epochs"))
+            artifact, _ = packages.request_retrain(experiment, request.user, options.validated_data.get("epochs"))
         except StateError as exc:
             raise Conflict(str(exc)) from None
         return _job_response(artifact)

@@ -25,9 +25,9 @@ from rest_framework.views import APIView
 from search_engine.data import BUILTIN_DATASETS
 from search_engine.rules import best_of, params_of
 
-from .. import broadcast
-from ..benchmarks import list_tables
 from ..choices import TERMINAL_STATUSES, ArtifactStatus, ExperimentStatus, Role, TrialState
+from ..engine.tables import list_tables
+from ..live import broadcast, payloads
 from ..models import (
     Artifact,
     Experiment,
@@ -52,7 +52,7 @@ SNAPSHOT_FINISHED_CURVES = 10
 CONFLICT = OpenApiResponse(s.DetailSerializer, description="Not possible in the current state")
 
 
-# What the snapshot reads of each trial: everything broadcast.trial_summary uses (a test compares
+# What the snapshot reads of each trial: everything payloads.trial_summary uses (a test compares
 # the two), with the JSON columns fetched as text and decoded in one call, not 30,000 calls.
 SNAPSHOT_COLUMNS = ("id", "number", "state", "objective", "attempt", "started_at", "finished_at", "duration_s", "error")
 SNAPSHOT_JSON_COLUMNS = ("arch", "budget", "metrics", "meta")
@@ -278,7 +278,7 @@ class ExperimentViewSet(ScopedViewSet, viewsets.ModelViewSet):
         return Response({
             "seq": seq,
             "experiment": self.get_serializer(experiment).data,
-            "trials": [broadcast.trial_summary(t) for t in trials],
+            "trials": [payloads.trial_summary(t) for t in trials],
             "curves": curves,
             "progress": [{**values, "phase": phase, "step": step}
                          for phase, step, values in progress.values_list("phase", "step", "values")],
@@ -317,7 +317,7 @@ class TrialViewSet(ScopedViewSet, viewsets.ReadOnlyModelViewSet):
 # Artifacts ----------------------------------------------------------------------------------------
 class ArtifactViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Exported models of an experiment (`?experiment=ID`, `?trial=ID`); `download/` streams the
-    file. Packages made on request (experiments/exports.py) show their job's status and progress."""
+    file. Packages made on request (experiments/jobs/packages.py) show their job's status and progress."""
 
     serializer_class = s.ArtifactSerializer
     filterset_fields = ["experiment", "kind", "trial", "status"]

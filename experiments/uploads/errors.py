@@ -7,23 +7,16 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 
 from search_engine.data import DatasetError
+from search_engine.data.common import human_bytes
 
 # Loader options a person may set per kind. Limits (max_bytes, max_entries, ...) stay the
-# server's; the seed is the experiment's (engine_bridge passes it when it loads the file).
+# server's; the seed is the experiment's (engine.build passes it when it loads the file).
 UPLOAD_OPTIONS = {
     "csv": ("target", "exclude", "delimiter", "val_fraction", "test_fraction", "max_categories"),
     "npz": ("channels_last", "val_fraction", "test_fraction"),
     "zip": ("image_size", "grayscale", "val_fraction", "test_fraction"),
 }
 OPTION_NAMES = frozenset(name for names in UPLOAD_OPTIONS.values() for name in names) | {"seed"}
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 class UploadError(Exception):

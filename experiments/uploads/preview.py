@@ -44,7 +44,7 @@ def clean_options(source: str, options) -> dict:
 
 
 def load_staged(staged: StagedUpload, options: dict):
-    """The Task, loaded exactly as engine_bridge will load the saved file. Raises DatasetError."""
+    """The Task, loaded exactly as engine.build will load the saved file. Raises DatasetError."""
     if staged.source == DatasetSource.CSV and "target" not in options:
         # Read the table first: a broken file is the thing to fix, whichever column is the label.
         with staged.open() as fh:

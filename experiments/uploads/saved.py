@@ -11,8 +11,8 @@ from django.db import transaction
 
 from search_engine.data import DatasetError, preview_csv
 
-from .. import engine_bridge
 from ..choices import DatasetSource
+from ..engine import build
 from ..models import Dataset
 from .preview import PREVIEW_ROWS, thumbnails
 from .staging import StagedUpload, staging_seconds
@@ -61,7 +61,7 @@ def dataset_samples(dataset) -> dict:
         return cached
     out: dict = {"kind": dataset.kind, "samples": [], "csv": None, "problem": None}
     try:
-        task = engine_bridge.load_task(dataset, 0)
+        task = build.load_task(dataset, 0)
         if task.kind == "image":
             out["samples"] = thumbnails(task)
         elif dataset.source == DatasetSource.CSV:

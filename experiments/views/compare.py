@@ -52,12 +52,7 @@ def experiment_compare(request, pk: int):
         "page": {
             "project": project.pk,
             "ids": ids,
-            "dataUrl": f"{reverse('api:experiment-compare')}?ids={query}&project={project.pk}",
             "wsPaths": {e.pk: f"/ws/experiments/{e.pk}/" for e in experiments},
-            "experimentUrl": reverse("experiment-detail", args=[0]),
-            "trialUrl": reverse("trial-detail", args=[0]),
-            "csvUrl": reverse("api:experiment-trials-csv", args=[0]),
-            "jsonUrl": reverse("api:experiment-trials-json", args=[0]),
         },
     }  # fmt: skip
     return render(request, "experiments/compare.html", context)

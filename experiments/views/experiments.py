@@ -8,7 +8,6 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from search_engine.registry import ConfigError, create_space
@@ -52,17 +51,12 @@ def _page_data(experiment: Experiment, can_control: bool) -> dict:
     return {
         "id": experiment.pk,
         "project": experiment.project_id,
-        "snapshotUrl": f"/api/experiments/{experiment.pk}/snapshot/",
-        "apiUrl": f"/api/experiments/{experiment.pk}/",
         "wsPath": f"/ws/experiments/{experiment.pk}/",
-        "trialUrl": reverse("trial-detail", args=[0]),
         "canControl": can_control,
         "budgetTrials": experiment.budget_trials,
         "constraints": experiment.constraints,
-        "constraintLimits": CONSTRAINT_LIMITS,
         "choices": _space_choices(experiment),
         "actionStatuses": ACTION_STATUSES,
-        "artifactsUrl": f"/api/artifacts/?experiment={experiment.pk}",
     }
 
 

@@ -6,15 +6,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Q
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 
 from ..api.permissions import role_subquery
-from ..choices import ACTIVE_STATUSES, TERMINAL_TRIAL_STATES, Role, TrialState, role_at_least
+from ..choices import ACTIVE_STATUSES, Role, TrialState, role_at_least
 from ..forms import ProjectForm
-from ..models import Project
-
-# TODO(merge): use the models' counted-trials Q (rules.counts_against_budget as a queryset filter).
-BUDGET_SPENT = Q(trials__state__in=TERMINAL_TRIAL_STATES) & ~Q(trials__state=TrialState.INFEASIBLE, trials__started_at__isnull=True)  # fmt: skip
+from ..models import Project, budget_spent_q
 
 
 @login_required
@@ -43,7 +39,7 @@ def project_detail(request, pk: int):
     # One query for every row: best score and progress are aggregated, not fetched per experiment.
     experiments = project.experiments.select_related("dataset", "created_by").annotate(
         best_objective=Max("trials__objective", filter=Q(trials__state=TrialState.COMPLETED)),
-        n_finished=Count("trials", filter=BUDGET_SPENT),
+        n_finished=Count("trials", filter=budget_spent_q("trials__")),
     )
     role = project.role_of(request.user)
     context = {
@@ -56,8 +52,6 @@ def project_detail(request, pk: int):
         "page": {
             "project": project.pk,
             "wsPath": f"/ws/projects/{project.pk}/",
-            "experimentApi": "/api/experiments/",
-            "experimentUrl": reverse("experiment-detail", args=[0]),
         },
     }
     return render(request, "experiments/project_detail.html", context)

@@ -86,12 +86,12 @@ def _read_limited(handle: IO[bytes], file: str, max_bytes: int) -> bytes:
     data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise DatasetError(
-            file, "file", f"is larger than {_human_bytes(max_bytes)} (limit max_bytes={max_bytes})"
+            file, "file", f"is larger than {human_bytes(max_bytes)} (limit max_bytes={max_bytes})"
         )
     return data
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

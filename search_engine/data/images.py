@@ -23,11 +23,11 @@ from .common import (
     _check_split_options,
     _display_name,
     _finish,
-    _human_bytes,
     _open_binary,
     _quote_list,
     _read_limited,
     _stem,
+    human_bytes,
 )
 
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -67,8 +67,8 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, limit: in
                     raise DatasetError(
                         file,
                         info.filename,
-                        f"decompresses to more than {_human_bytes(limit)} although it declares "
-                        f"{_human_bytes(info.file_size)}; refusing it as a possible zip bomb",
+                        f"decompresses to more than {human_bytes(limit)} although it declares "
+                        f"{human_bytes(info.file_size)}; refusing it as a possible zip bomb",
                     )
                 chunks.append(chunk)
     except DatasetError:
@@ -142,8 +142,8 @@ def _check_image_entry(file: str, info: zipfile.ZipInfo, parts: list[str], limit
         raise DatasetError(
             file,
             info.filename,
-            f"declares {_human_bytes(info.file_size)} uncompressed, over the per-file limit of "
-            f"{_human_bytes(limits.max_entry_bytes)} (max_entry_bytes)",
+            f"declares {human_bytes(info.file_size)} uncompressed, over the per-file limit of "
+            f"{human_bytes(limits.max_entry_bytes)} (max_entry_bytes)",
         )
     if info.file_size > limits.max_compression_ratio * max(info.compress_size, 1):
         raise DatasetError(
@@ -191,8 +191,8 @@ def _scan_entries(
         raise DatasetError(
             file,
             "entries",
-            f"images add up to {_human_bytes(declared_total)} uncompressed, over the limit of "
-            f"{_human_bytes(limits.max_total_bytes)} (max_total_bytes)",
+            f"images add up to {human_bytes(declared_total)} uncompressed, over the limit of "
+            f"{human_bytes(limits.max_total_bytes)} (max_total_bytes)",
         )
     if not images:
         raise DatasetError(

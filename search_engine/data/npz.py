@@ -17,9 +17,9 @@ from .common import (
     _display_name,
     _encode_numeric_labels,
     _finish,
-    _human_bytes,
     _open_binary,
     _stem,
+    human_bytes,
 )
 
 
@@ -148,7 +148,7 @@ def _read_arrays(source: Source, file: str, max_bytes: int) -> dict[str, np.ndar
                 size = math.prod(shape) * dtype.itemsize
                 if size > max_bytes:
                     raise DatasetError(
-                        file, key, f"needs {_human_bytes(size)} in memory (limit max_bytes={max_bytes})"
+                        file, key, f"needs {human_bytes(size)} in memory (limit max_bytes={max_bytes})"
                     )
                 try:
                     arrays[key] = npz[key]

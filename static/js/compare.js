@@ -1,21 +1,18 @@
 // Compare page: one request to /api/experiments/compare/ (table rows + compact trial series), then
 // one websocket per experiment appends finished trials. Nothing polls: a reconnect or a lost
-// event (a gap in sequence numbers) fetches the comparison again.
+// event (a gap in an experiment's sequence numbers) fetches the comparison again.
 import {
-  escapeHtml, fmtCompact, fmtFixed, fmtInt, fmtScore, getJSON, liveLabel, openSocket, pageData, paretoFront,
-  throttle,
+  SequencedStream, escapeHtml, fmtCompact, fmtFixed, fmtInt, fmtScore, getJSON, liveLabel, openSocket, pageData,
+  throttle, withId,
 } from "./live.js";
+import { COLORS, LEGEND, axis, baseLayout, bestSoFar, emptyNote, marker, react, splitFront, ticksFor } from "./charts.js";
+import { TERMINAL_TRIAL_STATES, beats, countsAgainstBudget, isScored } from "./rules.js";
 
 const page = pageData();
-const COLORS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626", "#4b5563", "#65a30d", "#c026d3"];
 const DASHES = ["solid", "dash", "dot", "dashdot"];
 const TERMINAL_STATUSES = ["completed", "failed", "cancelled"];
-const TERMINAL_TRIALS = ["completed", "pruned", "infeasible", "failed", "cancelled"];
-const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
 const state = { experiments: [], loadedAt: 0 };
-const lastSeq = new Map();   // experiment id -> last event sequence number seen
-let pending = [];            // events that arrived before the first load
 
 // ---------------------------------------------------------------------------------------------
 // Data
@@ -32,33 +29,23 @@ function fromApi(row, index) {
   return { ...row, series: undefined, trials, color: COLORS[index % COLORS.length], dash: DASHES[Math.floor(index / COLORS.length) % DASHES.length] };
 }
 
-let loading = null;
-let loadAgain = false;
+async function loadComparison() {
+  const query = new URLSearchParams({ ids: page.ids.join(","), project: page.project });
+  try {
+    const body = await getJSON(`${page.urls.compare}?${query}`);
+    // One sequence per experiment; a row without `seq` leaves its start to the first event.
+    return { experiments: body.experiments, seq: Object.fromEntries(body.experiments.map((e) => [e.id, e.seq])) };
+  } catch (err) {
+    document.getElementById("compare-rows").innerHTML =
+      `<tr><td colspan="12" class="empty">Could not load the comparison (${escapeHtml(err.message)}).</td></tr>`;
+    throw err;   // the stream tries again
+  }
+}
 
-async function load() {
-  // A load asked for while one is in flight runs once more after it: the first may predate
-  // the socket (re)joining its group.
-  if (loading) { loadAgain = true; return loading; }
-  loading = (async () => {
-    do {
-      loadAgain = false;
-      try {
-        const body = await getJSON(page.dataUrl);
-        state.experiments = body.experiments.map(fromApi);
-        state.loadedAt = Date.now();
-      } catch (err) {
-        console.warn(err);
-        document.getElementById("compare-rows").innerHTML =
-          `<tr><td colspan="12" class="empty">Could not load the comparison (${escapeHtml(err.message)}).</td></tr>`;
-      }
-    } while (loadAgain);
-    loading = null;
-    const buffered = pending;
-    pending = [];
-    buffered.forEach(apply);
-    renderSoon();
-  })();
-  return loading;
+function reset(snapshot) {
+  state.experiments = snapshot.experiments.map(fromApi);
+  state.loadedAt = Date.now();
+  renderSoon();
 }
 
 function experimentById(id) {
@@ -66,15 +53,8 @@ function experimentById(id) {
 }
 
 function apply(event) {
-  // While rows load, events wait: applied to the old rows they would be lost with them.
-  if (!state.loadedAt || loading) { pending.push(event); return; }
   const experiment = experimentById(event.experiment);
   if (!experiment) return;
-  if (typeof event.seq === "number") {
-    const last = lastSeq.get(experiment.id);
-    lastSeq.set(experiment.id, Math.max(last || 0, event.seq));
-    if (last != null && event.seq > last + 1) load();   // an event was lost: fetch again
-  }
   if (event.type === "trial.finished") finishTrial(experiment, event.trial);
   else if (event.type === "experiment.status") {
     const next = event.experiment_state;
@@ -88,6 +68,9 @@ function apply(event) {
   renderSoon();
 }
 
+// Events wait while the rows load (applied to the old rows they would be lost with them).
+const stream = new SequencedStream({ load: loadComparison, apply, reset, keyOf: (e) => String(e.experiment) });
+
 function finishTrial(experiment, t) {
   const metrics = t.metrics || {};
   const before = experiment.trials.get(t.id);
@@ -98,11 +81,11 @@ function finishTrial(experiment, t) {
     finished_s: started != null && finished != null ? (finished - started) / 1000 : null,
     params: metrics.params ?? null, latency_ms: metrics.latency_ms ?? null,
   });
-  const countsBudget = TERMINAL_TRIALS.includes(t.state) && !(t.state === "infeasible" && !t.started_at);
-  if (countsBudget && !(before && TERMINAL_TRIALS.includes(before.state))) experiment.trials_spent += 1;
-  const better = t.state === "completed" && t.objective != null &&
-    (experiment.best_objective == null || t.objective > experiment.best_objective);
-  if (better) {
+  // A trial seen finished before was counted (or not) then.
+  if (countsAgainstBudget(t) && !(before && TERMINAL_TRIAL_STATES.includes(before.state))) experiment.trials_spent += 1;
+  const best = experiment.best_trial_id == null ? null
+    : { objective: experiment.best_objective, number: experiment.best_trial, metrics: { params: experiment.best_params } };
+  if (isScored(t) && beats(t, best)) {
     Object.assign(experiment, {
       best_trial: t.number, best_trial_id: t.id, best_objective: t.objective, best_val_acc: metrics.val_acc ?? null,
       best_test_acc: metrics.test_acc ?? null, best_params: metrics.params ?? null, best_flops: metrics.flops ?? null,
@@ -115,22 +98,7 @@ function finishTrial(experiment, t) {
 // Derived series
 
 function completed(experiment) {
-  return Array.from(experiment.trials.values()).filter((t) => t.state === "completed" && t.objective != null);
-}
-
-function bestSoFar(trials, key) {
-  const sorted = trials.filter((t) => t[key] != null).sort((a, b) => a[key] - b[key] || a.number - b.number);
-  const x = [];
-  const y = [];
-  const ids = [];
-  let best = -Infinity;
-  for (const t of sorted) {
-    if (t.objective > best) best = t.objective;
-    x.push(t[key]);
-    y.push(best);
-    ids.push(t.id);
-  }
-  return { x, y, ids };
+  return Array.from(experiment.trials.values()).filter(isScored);
 }
 
 function wallSeconds(experiment) {
@@ -152,8 +120,8 @@ function fmtDuration(seconds) {
   return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
 }
 
-function url(template, id) {
-  return template.replace(/0\/$/, `${id}/`);
+function openTrial(id) {
+  location.href = withId(page.urls.trial, id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,11 +141,10 @@ function render() {
 function renderTable() {
   document.getElementById("compare-rows").innerHTML = state.experiments.map((e) => {
     const best = e.best_trial_id != null
-      ? `<a href="${url(page.trialUrl, e.best_trial_id)}" title="trial #${e.best_trial}">${fmtScore(e.best_objective)}</a>` : "—";
-    const exportUrl = (template) => template.replace("/0/", `/${e.id}/`);
+      ? `<a href="${withId(page.urls.trial, e.best_trial_id)}" title="trial #${e.best_trial}">${fmtScore(e.best_objective)}</a>` : "—";
     return `<tr data-experiment="${e.id}">` +
       `<td><span aria-hidden="true" style="display:inline-block;width:.7rem;height:.7rem;border-radius:2px;margin-right:.4rem;background:${e.color}"></span>` +
-      `<a href="${url(page.experimentUrl, e.id)}">${escapeHtml(e.name)}</a> ` +
+      `<a href="${withId(page.urls.experiment, e.id)}">${escapeHtml(e.name)}</a> ` +
       `<span class="badge badge-${escapeHtml(e.status)}">${escapeHtml(e.status)}</span>` +
       `<div class="muted small">${escapeHtml(e.dataset)} · seed ${e.seed}</div></td>` +
       `<td>${escapeHtml(e.strategy)}</td><td>${escapeHtml(e.estimator)}</td><td>${escapeHtml(e.space)}</td>` +
@@ -188,40 +155,13 @@ function renderTable() {
       `<td class="num">${fmtFixed(e.best_latency_ms)}</td>` +
       `<td class="num">${e.trials_spent} / ${e.budget_trials}</td>` +
       `<td class="num">${fmtDuration(wallSeconds(e))}</td>` +
-      `<td class="small"><a href="${exportUrl(page.csvUrl)}" download>CSV</a> · <a href="${exportUrl(page.jsonUrl)}" download>JSON</a></td></tr>`;
+      `<td class="small"><a href="${withId(page.urls.csv, e.id)}" download>CSV</a> · <a href="${withId(page.urls.json, e.id)}" download>JSON</a></td></tr>`;
   }).join("");
 }
 
-function baseLayout(extra = {}) {
-  return {
-    margin: { l: 56, r: 16, t: 10, b: 44 },
-    font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2530" },
-    paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "#fff",
-    hovermode: "closest",
-    legend: { orientation: "h", y: 1.14, x: 0, font: { size: 11 } },
-    ...extra,
-  };
-}
-
-function axis(title, extra = {}) {
-  return { title: { text: title }, gridcolor: "#eef1f4", zeroline: false, ...extra };
-}
-
-function emptyNote(text) {
-  return [{ text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { color: "#8a94a3", size: 13 } }];
-}
-
-function react(id, data, layout) {
-  const element = document.getElementById(id);
-  Plotly.react(element, data, layout, PLOT_CONFIG);
-  if (!element.dataset.clickBound) {
-    element.dataset.clickBound = "1";
-    element.on("plotly_click", (ev) => {
-      const trialId = ev.points && ev.points[0] && ev.points[0].customdata;
-      if (typeof trialId === "number") location.href = url(page.trialUrl, trialId);
-    });
-  }
+// The legend holds one entry per experiment: a little more room above the plot.
+function layout(extra) {
+  return baseLayout({ legend: { ...LEGEND, y: 1.14 }, ...extra });
 }
 
 function renderBestSoFar(elementId, key, label, tickformat) {
@@ -236,11 +176,11 @@ function renderBestSoFar(elementId, key, label, tickformat) {
       hovertemplate: `${escapeHtml(e.name)}<br>${where}: best %{y:.4f}<extra></extra>`,
     };
   });
-  react(elementId, data, baseLayout({
+  react(elementId, data, layout({
     xaxis: axis(label, tickformat ? { tickformat } : { rangemode: "tozero" }),
     yaxis: axis("best so far (val acc)"),
     annotations: any ? [] : emptyNote("No completed trial yet"),
-  }));
+  }), openTrial);
 }
 
 function renderFronts(elementId, key, label, axisType) {
@@ -248,9 +188,7 @@ function renderFronts(elementId, key, label, axisType) {
   let any = false;
   for (const e of state.experiments) {
     const points = completed(e).filter((t) => t[key] != null && (axisType !== "log" || t[key] > 0));
-    const front = paretoFront(points.map((t) => ({ x: t[key], y: t.objective, t })));
-    const onFront = new Set(front.map((p) => p.t.id));
-    const others = points.filter((t) => !onFront.has(t.id));
+    const { front, others } = splitFront(points, (t) => t[key]);
     any = any || points.length > 0;
     const hover = (t) => `${escapeHtml(e.name)} #${t.number}<br>score ${fmtScore(t.objective)}<br>${label} ${key === "params" ? fmtInt(t[key]) : fmtFixed(t[key])}`;
     data.push({
@@ -262,27 +200,15 @@ function renderFronts(elementId, key, label, axisType) {
       type: "scatter", mode: "lines+markers", name: e.name, legendgroup: String(e.id),
       x: front.map((p) => p.x), y: front.map((p) => p.y), customdata: front.map((p) => p.t.id),
       text: front.map((p) => hover(p.t)), hoverinfo: "text",
-      line: { color: e.color, dash: e.dash, width: 2, shape: "hv" }, marker: { color: e.color, size: 9, line: { width: 1, color: "#fff" } },
+      line: { color: e.color, dash: e.dash, width: 2, shape: "hv" }, marker: marker(e.color, "circle", 9),
     });
   }
   const xs = data.flatMap((trace) => trace.x);
-  const ticks = axisType === "log" ? logTicks(xs) : null;
-  react(elementId, data, baseLayout({
-    xaxis: axis(label, { type: axisType, ...(ticks ? { tickvals: ticks, ticktext: ticks.map(fmtCompact) } : {}) }),
+  react(elementId, data, layout({
+    xaxis: axis(label, { type: axisType, ...ticksFor(axisType, xs) }),
     yaxis: axis("score (val acc)"),
     annotations: any ? [] : emptyNote("No measured completed trial yet"),
-  }));
-}
-
-/** 1-2-5 tick values covering `values` on a log axis (Plotly's own minor labels crowd). */
-function logTicks(values) {
-  const positive = values.filter((v) => v > 0);
-  if (!positive.length) return null;
-  const lo = Math.floor(Math.log10(Math.min(...positive)));
-  const hi = Math.ceil(Math.log10(Math.max(...positive)));
-  const ticks = [];
-  for (let e = lo; e <= hi; e += 1) for (const m of [1, 2, 5]) ticks.push(m * 10 ** e);
-  return ticks;
+  }), openTrial);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,16 +225,17 @@ function showLive() {
   liveLabel(indicator, worst, 0);
 }
 
+const sockets = Object.keys(page.wsPaths).length;
 for (const [id, path] of Object.entries(page.wsPaths)) {
   const experimentId = Number(id);
   openSocket(path, {
     onOpen: () => {
-      if (opened.has(experimentId) || opened.size + 1 === Object.keys(page.wsPaths).length) load();
+      if (opened.has(experimentId) || opened.size + 1 === sockets) stream.resync();
       opened.add(experimentId);
     },
-    onEvent: apply,
+    onEvent: (event) => stream.push(event),
     onState: (s) => { socketStates.set(experimentId, s); showLive(); },
   });
 }
-setTimeout(() => { if (!state.loadedAt && !loading) load(); }, 1500);
+setTimeout(() => { if (!stream.loaded && !stream.syncing) stream.resync(); }, 1500);
 window.nasCompare = state;   // for debugging in the console and for browser tests

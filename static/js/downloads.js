@@ -1,4 +1,4 @@
-// Downloads: model packages (experiments/exports.py) as a list with live progress, shared by the
+// Downloads: model packages (experiments/jobs/packages.py) as a list with live progress, shared by the
 // experiment page (its Downloads card, "Retrain best on train+val") and the trial page ("Prepare
 // download"). Rows come from REST (/api/artifacts/) and then from artifact.* websocket events;
 // nothing polls.

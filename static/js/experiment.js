@@ -3,18 +3,19 @@
 // re-syncs from the snapshot API.
 import {
   SequencedStream, escapeHtml, fmtCompact, fmtFixed, fmtInt, fmtScore, getJSON, liveLabel,
-  openSocket, pageData, paretoFront, postJSON, throttle,
+  pageData, postJSON, streamOver, throttle, withId,
 } from "./live.js";
+import {
+  COLORS, axis, baseLayout, bestSoFar, emptyNote, marker, react, splitFront, stepAxis, ticksFor,
+} from "./charts.js";
+import { bestTrial, countsAgainstBudget, isScored } from "./rules.js";
 import { applyProgress, bindProxySelects, progressMap, renderOneshot, renderProxy } from "./oneshot.js";
 import { ArtifactList, errorText, requestJob } from "./downloads.js";
 
 const page = pageData();
-const TERMINAL = ["completed", "pruned", "infeasible", "failed", "cancelled"];
 const TERMINAL_STATUSES = ["completed", "failed", "cancelled"];
 const MAX_ROWS = 300;          // table rows rendered at once; the filter narrows the rest
 const FINISHED_CURVES = 8;     // finished trials' curves kept (faded) beside the running ones
-const COLORS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626", "#4b5563"];
-const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
 const state = {
   experiment: null,
@@ -76,7 +77,7 @@ function apply(event) {
   scheduleRender(...handler(event));
 }
 
-const stream = new SequencedStream({ load: () => getJSON(page.snapshotUrl), apply, reset });
+const stream = new SequencedStream({ load: () => getJSON(page.urls.snapshot), apply, reset });
 
 // ---------------------------------------------------------------------------------------------
 // Derived data
@@ -91,23 +92,16 @@ function metric(trial, key) {
   return trial.metrics ? trial.metrics[key] : undefined;
 }
 
-function countsBudget(trial) {
-  // Statically infeasible candidates were never trained and cost no budget (as on the server).
-  return TERMINAL.includes(trial.state) && !(trial.state === "infeasible" && !trial.started_at);
-}
-
 function scored(trials) {
-  return trials.filter((t) => t.state === "completed" && t.objective != null);
-}
-
-function bestOf(trials) {
-  let best = null;
-  for (const t of scored(trials)) if (!best || t.objective > best.objective) best = t;
-  return best;
+  return trials.filter(isScored);
 }
 
 function trialUrl(id) {
-  return page.trialUrl.replace(/0\/$/, `${id}/`);
+  return withId(page.urls.trial, id);
+}
+
+function openTrial(id) {
+  location.href = trialUrl(id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,12 +122,12 @@ function render() {
   if (dirty.has("status")) renderStatus(trials);
   if (dirty.has("results")) {
     renderScore(trials);
-    renderTradeoff(trials, "params", "chart-params", "Parameters", "max_params", "log");
-    renderTradeoff(trials, "latency_ms", "chart-latency", "Latency (ms, batch 1)", "max_latency_ms", "linear");
+    renderTradeoff(trials, "params", "chart-params", "Parameters", "log");
+    renderTradeoff(trials, "latency_ms", "chart-latency", "Latency (ms, batch 1)", "linear");
     renderParcoords(trials);
-    renderProxy(trials, state, UI);
+    renderProxy(trials, state, openTrial);
   }
-  if (dirty.has("oneshot")) renderOneshot(state, UI);
+  if (dirty.has("oneshot")) renderOneshot(state);
   if (dirty.has("curves")) renderCurves(trials);
   if (dirty.has("table")) renderTable(trials);
   dirty.clear();
@@ -150,14 +144,14 @@ function renderStatus(trials) {
   message.classList.toggle("status-failed", exp.status === "failed");
 
   const budget = exp.budget_trials || page.budgetTrials;
-  const done = trials.filter(countsBudget).length;
+  const done = trials.filter(countsAgainstBudget).length;
   document.getElementById("progress-bar").style.width = `${Math.min(100, (100 * done) / budget)}%`;
   document.getElementById("progress").setAttribute("aria-valuenow", String(done));
   document.getElementById("progress-label").textContent = `${done} / ${budget} trials`;
   document.getElementById("count-running").textContent = trials.filter((t) => t.state === "running").length;
   document.getElementById("count-bad").textContent =
     `${trials.filter((t) => t.state === "failed").length} / ${trials.filter((t) => t.state === "infeasible").length}`;
-  const best = bestOf(trials);
+  const best = bestTrial(trials);
   document.getElementById("best-score").textContent = best ? fmtScore(best.objective) : "—";
   document.getElementById("best-trial").innerHTML = best
     ? `<a href="${trialUrl(best.id)}">#${best.number}</a>` : "—";
@@ -167,40 +161,6 @@ function renderStatus(trials) {
     button.hidden = !allowed;
   });
 }
-
-function baseLayout(extra = {}) {
-  return {
-    margin: { l: 56, r: 16, t: 10, b: 44 },
-    font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2530" },
-    paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "#fff",
-    hovermode: "closest",
-    legend: { orientation: "h", y: 1.12, x: 0, font: { size: 11 } },
-    xaxis: { gridcolor: "#eef1f4", zeroline: false },
-    yaxis: { gridcolor: "#eef1f4", zeroline: false },
-    ...extra,
-  };
-}
-
-function emptyNote(text) {
-  return [{ text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { color: "#8a94a3", size: 13 } }];
-}
-
-function react(id, data, layout) {
-  const element = document.getElementById(id);
-  if (!element) return;
-  Plotly.react(element, data, layout, PLOT_CONFIG);
-  if (!element.dataset.clickBound) {
-    element.dataset.clickBound = "1";
-    element.on("plotly_click", (ev) => {
-      const id = ev.points && ev.points[0] && ev.points[0].customdata;
-      if (typeof id === "number") location.href = trialUrl(id);
-    });
-  }
-}
-
-// Layout helpers lent to oneshot.js (the supernet card and the proxy chart).
-const UI = { baseLayout, emptyNote, plotConfig: PLOT_CONFIG, openTrial: (id) => { location.href = trialUrl(id); } };
 
 function hoverText(t) {
   return `#${t.number} · ${t.state}<br>score ${fmtScore(t.objective)}` +
@@ -215,40 +175,29 @@ function renderScore(trials) {
     type: "scatter", mode: "markers", name,
     x: list.map((t) => t.number), y: list.map((t) => t.objective),
     customdata: list.map((t) => t.id), text: list.map(hoverText), hoverinfo: "text",
-    marker: { color, size: 8, symbol, line: { width: 1, color: "#fff" } },
+    marker: marker(color, symbol),
   });
-  const bestX = [];
-  const bestY = [];
-  let best = -Infinity;
-  for (const t of scored(trials)) {
-    if (t.objective > best) best = t.objective;
-    bestX.push(t.number);
-    bestY.push(best);
-  }
+  const best = bestSoFar(scored(trials), "number");
   const data = [
     trace(byState("completed"), "completed", "#2563eb"),
     trace(byState("pruned"), "pruned", "#f59e0b", "diamond"),
     trace(byState("infeasible"), "infeasible", "#9ca3af", "x"),
-    { type: "scatter", mode: "lines", name: "best so far", x: bestX, y: bestY, line: { color: "#16a34a", width: 2, shape: "hv" }, hoverinfo: "skip" },
+    { type: "scatter", mode: "lines", name: "best so far", x: best.x, y: best.y, line: { color: "#16a34a", width: 2, shape: "hv" }, hoverinfo: "skip" },
   ];
   const last = trials.length ? trials[trials.length - 1].number : 0;
   react("chart-score", data, baseLayout({
-    xaxis: { title: { text: "trial" }, gridcolor: "#eef1f4", zeroline: false, tickformat: "d",
-      range: [-0.5, Math.max(last, 1) + 0.5], dtick: last > 20 ? undefined : 1 },
-    yaxis: { title: { text: "score (val acc)" }, gridcolor: "#eef1f4", zeroline: false },
+    xaxis: stepAxis("trial", 0, last, { tickformat: "d" }),
+    yaxis: axis("score (val acc)"),
     annotations: withScore.length ? [] : emptyNote("Waiting for the first finished trial"),
-  }));
+  }), openTrial);
 }
 
-function renderTradeoff(trials, key, elementId, label, limitKey, axisType) {
+function renderTradeoff(trials, key, elementId, label, axisType) {
   const points = trials.filter((t) => t.objective != null && t.metrics && t.metrics[key] != null
     && ["completed", "infeasible"].includes(t.state));
   const feasible = points.filter((t) => t.state === "completed");
   const infeasible = points.filter((t) => t.state !== "completed");
-  const front = paretoFront(feasible.map((t) => ({ x: t.metrics[key], y: t.objective, t })));
-  const frontIds = new Set(front.map((p) => p.t.id));
-  const others = feasible.filter((t) => !frontIds.has(t.id));
-  const marker = (color, symbol = "circle", size = 8) => ({ color, size, symbol, line: { width: 1, color: "#fff" } });
+  const { front, others } = splitFront(feasible, (t) => t.metrics[key]);
   const data = [
     { type: "scatter", mode: "markers", name: "trials", x: others.map((t) => t.metrics[key]), y: others.map((t) => t.objective),
       customdata: others.map((t) => t.id), text: others.map(hoverText), hoverinfo: "text", marker: marker("#93c5fd") },
@@ -258,7 +207,7 @@ function renderTradeoff(trials, key, elementId, label, limitKey, axisType) {
       customdata: front.map((p) => p.t.id), text: front.map((p) => hoverText(p.t)), hoverinfo: "text",
       line: { color: "#dc2626", width: 2, shape: "hv" }, marker: marker("#dc2626", "circle", 10) },
   ];
-  const limit = (page.constraints || {})[limitKey];
+  const limit = (page.constraints || {})[page.rules.constraint_limits[key]];
   const shapes = [];
   const annotations = points.length ? [] : emptyNote("Waiting for measured trials");
   if (limit != null) {
@@ -267,24 +216,11 @@ function renderTradeoff(trials, key, elementId, label, limitKey, axisType) {
       showarrow: false, xanchor: "right", yanchor: "top", font: { color: "#dc2626", size: 11 } });
   }
   const xs = points.map((t) => t.metrics[key]).concat(limit != null ? [limit] : []);
-  const ticks = axisType === "log" ? logTicks(xs) : null;
   react(elementId, data, baseLayout({
-    xaxis: { title: { text: label }, type: axisType, gridcolor: "#eef1f4", zeroline: false,
-      ...(ticks ? { tickvals: ticks, ticktext: ticks.map(fmtCompact) } : {}) },
-    yaxis: { title: { text: "score (val acc)" }, gridcolor: "#eef1f4", zeroline: false },
+    xaxis: axis(label, { type: axisType, ...ticksFor(axisType, xs) }),
+    yaxis: axis("score (val acc)"),
     shapes, annotations,
-  }));
-}
-
-/** 1-2-5 tick values covering `values` on a log axis (Plotly's own minor labels crowd). */
-function logTicks(values) {
-  const positive = values.filter((v) => v > 0);
-  if (!positive.length) return null;
-  const lo = Math.floor(Math.log10(Math.min(...positive)));
-  const hi = Math.ceil(Math.log10(Math.max(...positive)));
-  const ticks = [];
-  for (let e = lo; e <= hi; e += 1) for (const m of [1, 2, 5]) ticks.push(m * 10 ** e);
-  return ticks;
+  }), openTrial);
 }
 
 function curveKey(points) {
@@ -322,11 +258,10 @@ function renderCurves(trials) {
   ];
   react("chart-curves", data, baseLayout({
     showlegend: data.length > 0 && data.length <= 10,
-    xaxis: { title: { text: "epoch" }, gridcolor: "#eef1f4", zeroline: false, dtick: maxStep > 20 ? undefined : 1,
-      range: [0.5, Math.max(maxStep, 1) + 0.5] },
-    yaxis: { title: { text: key }, gridcolor: "#eef1f4", zeroline: false },
+    xaxis: stepAxis("epoch", 1, maxStep),
+    yaxis: axis(key),
     annotations: data.length ? [] : emptyNote("Curves appear while trials train"),
-  }));
+  }), openTrial);
 }
 
 function renderParcoords(trials) {
@@ -355,19 +290,19 @@ function renderParcoords(trials) {
   dimensions.push({ label: "score", values: scores, tickformat: ".3f" });
   const element = document.getElementById("chart-parcoords");
   if (!done.length) {
-    Plotly.react(element, [], baseLayout({ xaxis: { visible: false }, yaxis: { visible: false },
-      annotations: emptyNote("Each finished trial becomes one line across its architecture choices") }), PLOT_CONFIG);
+    react(element, [], baseLayout({ xaxis: { visible: false }, yaxis: { visible: false },
+      annotations: emptyNote("Each finished trial becomes one line across its architecture choices") }));
     return;
   }
   const narrow = element.clientWidth < 640;
-  Plotly.react(element, [{
+  react(element, [{
     type: "parcoords",
     labelangle: narrow ? -35 : 0,
     labelside: narrow ? "bottom" : "top",
     line: { color: scores, colorscale: "Viridis", showscale: false },
     dimensions,
   }], { margin: { l: 50, r: 50, t: narrow ? 20 : 40, b: narrow ? 60 : 20 }, paper_bgcolor: "rgba(0,0,0,0)",
-    font: { family: "system-ui, sans-serif", size: 11, color: "#1d2530" } }, PLOT_CONFIG);
+    font: { family: "system-ui, sans-serif", size: 11, color: "#1d2530" } });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,7 +330,7 @@ function renderTable(trials) {
     if (va > vb) return dir;
     return a.number - b.number;
   });
-  const best = bestOf(trials);
+  const best = bestTrial(trials);
   const shown = rows.slice(0, MAX_ROWS);
   const body = document.getElementById("trial-rows");
   if (!shown.length) {
@@ -434,7 +369,7 @@ function bindTable() {
   document.getElementById("text-filter").addEventListener("input", (e) => { state.filter.text = e.target.value; scheduleRender("table"); });
   document.getElementById("trial-rows").addEventListener("click", (e) => {
     const row = e.target.closest("tr[data-trial]");
-    if (row && !e.target.closest("a")) location.href = trialUrl(row.dataset.trial);
+    if (row && !e.target.closest("a")) openTrial(row.dataset.trial);
   });
 }
 
@@ -458,7 +393,7 @@ async function loadArtifacts() {
   // finalize_experiment exports the model before it marks the experiment finished, so by the
   // time the terminal status arrives the artifact is there.
   let list;
-  try { list = await getJSON(page.artifactsUrl); } catch (err) { console.warn(err); return; }
+  try { list = await getJSON(`${page.urls.artifacts}?experiment=${page.id}`); } catch (err) { console.warn(err); return; }
   downloads.set(list.results || list);
 }
 
@@ -472,7 +407,7 @@ function bindRetrain() {
     const epochs = form.querySelector("input[name=epochs]").value;
     button.disabled = true;
     try {
-      const res = await requestJob(`${page.apiUrl}retrain/`, epochs ? { epochs: Number(epochs) } : {});
+      const res = await requestJob(page.urls.retrain, epochs ? { epochs: Number(epochs) } : {});
       note.dataset.kind = res.ok ? "progress" : "error";
       note.textContent = res.ok
         ? (res.status === 202 ? "Retraining; progress shows above." : "This retrain is ready above.")
@@ -497,7 +432,7 @@ function bindControls() {
       const button = form.querySelector("button");
       button.disabled = true;
       try {
-        const res = await postJSON(`${page.apiUrl}${action}/`);
+        const res = await postJSON(form.dataset.api);
         if (res.ok && res.body) {
           state.experiment = { ...state.experiment, ...res.body };
           scheduleRender("status");
@@ -518,15 +453,5 @@ bindControls();
 bindRetrain();
 bindProxySelects(state, () => scheduleRender("results"));
 const liveState = document.getElementById("live-state");
-// The snapshot loads once the socket is open (the consumer joins the group before accepting),
-// so every event after the snapshot's seq reaches us; every reconnect re-syncs the same way.
-openSocket(page.wsPath, {
-  onOpen: () => stream.resync(),
-  onEvent: (event) => stream.push(event),
-  onState: (s, wait) => {
-    liveLabel(liveState, s, wait);
-    // No socket yet: still show the data (a later open re-syncs).
-    if ((s === "reconnecting" || s === "denied") && !stream.loaded && !stream.syncing) stream.resync();
-  },
-});
+streamOver(page.wsPath, stream, (s, wait) => liveLabel(liveState, s, wait));
 window.nasExperiment = state;   // for debugging in the console and for the browser test

@@ -1,6 +1,6 @@
-// Shared helpers of the page modules: a websocket that reconnects with exponential backoff,
-// a sequence-checked event stream over a REST snapshot, a render throttle, the Pareto front,
-// and formatting.
+// Shared helpers of the page modules: page data, a websocket that reconnects with exponential
+// backoff, a sequence-checked event stream over a REST snapshot, a render throttle, formatting.
+// Charts are in charts.js, the domain rules in rules.js.
 
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 30000;
@@ -70,18 +70,28 @@ export function openSocket(path, { onOpen, onEvent, onState }) {
 
 /** Applies websocket events in sequence over a REST snapshot.
  *  Events are buffered while a snapshot loads; those with seq <= the snapshot's are already in it;
- *  a gap (a lost event) triggers a fresh snapshot. */
+ *  a gap (a lost event) triggers a fresh snapshot.
+ *
+ *  Several sequences can share one stream (the compare page: one per experiment): `keyOf(event)`
+ *  names an event's sequence and the snapshot's `seq` maps each key to its number. A snapshot
+ *  without a number for a key (an API that reads none) leaves that sequence's start unknown: the
+ *  first event after the snapshot sets it, and gaps count from there. */
 export class SequencedStream {
-  constructor({ load, apply, reset }) {
-    this.load = load;     // async () => snapshot with .seq
+  constructor({ load, apply, reset, keyOf = () => "" }) {
+    this.load = load;     // async () => snapshot with .seq (a number, or {key: number})
     this.apply = apply;   // (event) => void
     this.reset = reset;   // (snapshot) => void
-    this.seq = -1;
+    this.keyOf = keyOf;
+    this.seqs = new Map();   // key -> last sequence number applied (or in the snapshot)
+    this.synced = false;
     this.syncing = null;
     this.buffer = [];
   }
 
-  get loaded() { return this.seq >= 0; }
+  get loaded() { return this.synced; }
+
+  /** The last sequence number of the (single) sequence; -1 before the first snapshot. */
+  get seq() { return this.seqs.get("") ?? -1; }
 
   resync() {
     // A resync asked for while one is loading (say, a reconnect during a gap's resync) must
@@ -92,8 +102,9 @@ export class SequencedStream {
         this.again = false;
         const snapshot = await this.loadWithRetry();
         this.reset(snapshot);
-        this.seq = snapshot.seq;
+        this.seqs = snapshotSeqs(snapshot.seq);
       } while (this.again);
+      this.synced = true;
       this.syncing = null;
       const buffered = this.buffer.sort((a, b) => a.seq - b.seq);
       this.buffer = [];
@@ -115,16 +126,47 @@ export class SequencedStream {
 
   push(event) {
     if (typeof event.seq !== "number") { this.apply(event); return; }
-    if (this.syncing) { this.buffer.push(event); return; }
-    if (event.seq <= this.seq) return;
-    if (event.seq > this.seq + 1) {
+    // Before the first snapshot every event waits for it (and asks for it).
+    if (this.syncing || !this.synced) {
+      this.buffer.push(event);
+      if (!this.syncing) this.resync();
+      return;
+    }
+    const key = this.keyOf(event);
+    const last = this.seqs.get(key);
+    if (last != null && event.seq <= last) return;
+    if (last != null && event.seq > last + 1) {
       this.buffer.push(event);
       this.resync();
       return;
     }
-    this.seq = event.seq;
+    this.seqs.set(key, event.seq);
     this.apply(event);
   }
+}
+
+function snapshotSeqs(seq) {
+  if (typeof seq === "number") return new Map([["", seq]]);
+  return new Map(Object.entries(seq || {}).filter(([, n]) => typeof n === "number"));
+}
+
+/** Follow one websocket through a SequencedStream: every (re)connect re-syncs (the consumer joins
+ *  the group before accepting, so every event after the snapshot's seq reaches the page). */
+export function streamOver(path, stream, onState = () => {}) {
+  return openSocket(path, {
+    onOpen: () => stream.resync(),
+    onEvent: (event) => stream.push(event),
+    onState: (s, wait) => {
+      onState(s, wait);
+      // No socket yet: still show the data (a later open re-syncs).
+      if ((s === "reconnecting" || s === "denied") && !stream.loaded && !stream.syncing) stream.resync();
+    },
+  });
+}
+
+/** A page URL made with id 0 in the template ({% url 'trial-detail' 0 %}) for another id. */
+export function withId(template, id) {
+  return template.replace("/0/", `/${id}/`);
 }
 
 /** Calls fn at most once per `ms`, coalescing every request made meanwhile. */
@@ -140,18 +182,6 @@ export function throttle(fn, ms = 100) {
       fn();
     }, wait);
   };
-}
-
-/** Non-dominated points when maximising y and minimising x, in increasing x (ties on x keep
- *  only the best y; equal points are dominated by neither and the first one stays). */
-export function paretoFront(points) {
-  const sorted = [...points].sort((a, b) => a.x - b.x || b.y - a.y);
-  const front = [];
-  let bestY = -Infinity;
-  for (const p of sorted) {
-    if (p.y > bestY) { front.push(p); bestY = p.y; }
-  }
-  return front;
 }
 
 export function escapeHtml(value) {

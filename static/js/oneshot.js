@@ -1,7 +1,8 @@
 // Experiment page, one-shot and zero-cost parts: the supernet card (loss/accuracy per epoch, for
 // DARTS the live heatmap of softmaxed architecture weights and the discretised cell per epoch)
 // and the "proxy score vs accuracy" chart. experiment.js owns the state and the event stream and
-// calls these with its layout helpers (`ui`: baseLayout, emptyNote, plotConfig).
+// calls these; the charts look like the page's others (charts.js).
+import { axis, baseLayout, emptyNote, marker, react, stepAxis } from "./charts.js";
 import { escapeHtml, fmtFixed, fmtScore } from "./live.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -30,7 +31,7 @@ function phasePoints(state, phase) {
   return Array.from(state.progress.values()).filter((p) => p.phase === phase).sort((a, b) => a.step - b.step);
 }
 
-export function renderOneshot(state, ui) {
+export function renderOneshot(state) {
   const card = document.getElementById("oneshot-card");
   if (!card) return;
   const darts = card.dataset.method === "darts";
@@ -49,15 +50,15 @@ export function renderOneshot(state, ui) {
   if (result.method) stateText.push(`done (${result.stopped_because}) in ${fmtFixed(result.cost_s, 1)} s`);
   document.getElementById("oneshot-state").textContent = stateText.join(" · ") || "waiting for the first epoch…";
 
-  renderLossChart(train, darts, ui);
+  renderLossChart(train, darts);
   if (darts) {
-    renderAlphas(last, ui);
+    renderAlphas(last);
     renderGenotypes(train);
   }
   renderResult(result);
 }
 
-function renderLossChart(train, darts, ui) {
+function renderLossChart(train, darts) {
   const xs = train.map((p) => p.epoch ?? p.step);
   const line = (key, name, color, axis, dash) => ({
     type: "scatter", mode: "lines+markers", name, x: xs, y: train.map((p) => p[key] ?? null), yaxis: axis,
@@ -71,24 +72,23 @@ function renderLossChart(train, darts, ui) {
   ];
   if (darts) data.push(line("skip_fraction", "skip fraction", "#9ca3af", "y2", "dot"));
   const maxEpoch = Math.max(1, ...xs);
-  Plotly.react(document.getElementById("chart-supernet"), train.length ? data : [], ui.baseLayout({
+  react("chart-supernet", train.length ? data : [], baseLayout({
     margin: { l: 56, r: 56, t: 10, b: 44 },
-    xaxis: { title: { text: "epoch" }, gridcolor: "#eef1f4", zeroline: false, dtick: maxEpoch > 20 ? undefined : 1,
-      range: [0.5, maxEpoch + 0.5] },
-    yaxis: { title: { text: "loss" }, gridcolor: "#eef1f4", zeroline: false },
+    xaxis: stepAxis("epoch", 1, maxEpoch),
+    yaxis: axis("loss"),
     yaxis2: { title: { text: "accuracy / fraction" }, overlaying: "y", side: "right", range: [0, 1.02], showgrid: false },
-    annotations: train.length ? [] : ui.emptyNote("The supernet's first epoch appears here"),
-  }), ui.plotConfig);
+    annotations: train.length ? [] : emptyNote("The supernet's first epoch appears here"),
+  }));
 }
 
-function renderAlphas(last, ui) {
+function renderAlphas(last) {
   const element = document.getElementById("chart-alphas");
   const label = document.getElementById("alphas-epoch");
   const alphas = last && last.alphas;
   if (!alphas) {
     label.textContent = "—";
-    Plotly.react(element, [], ui.baseLayout({ xaxis: { visible: false }, yaxis: { visible: false },
-      annotations: ui.emptyNote("Architecture weights appear after the first epoch") }), ui.plotConfig);
+    react(element, [], baseLayout({ xaxis: { visible: false }, yaxis: { visible: false },
+      annotations: emptyNote("Architecture weights appear after the first epoch") }));
     return;
   }
   label.textContent = `epoch ${last.epoch ?? last.step}`;
@@ -97,15 +97,15 @@ function renderAlphas(last, ui) {
   const z = edges.map((e) => ops.map((o) => alphas[e][o]));
   // Colours span this epoch's range (early on every weight is close to 1/5 and the differences
   // are what matters); the numbers are the weights themselves.
-  Plotly.react(element, [{
+  react(element, [{
     type: "heatmap", x: ops, y: edges.map((e) => `edge ${e}`), z,
     colorscale: "Blues", reversescale: true, texttemplate: "%{z:.3f}",
     hovertemplate: "%{y}, %{x}: %{z:.4f}<extra></extra>",
     colorbar: { thickness: 12, title: { text: "weight", side: "right" }, tickformat: ".3f" },
-  }], ui.baseLayout({
+  }], baseLayout({
     margin: { l: 80, r: 16, t: 10, b: 80 },
     xaxis: { tickangle: -25, automargin: true }, yaxis: { autorange: "reversed", automargin: true },
-  }), ui.plotConfig);
+  }));
 }
 
 function renderGenotypes(train) {
@@ -193,7 +193,7 @@ function fillSelect(select, keys, wanted) {
   return select.value;
 }
 
-export function renderProxy(trials, state, ui) {
+export function renderProxy(trials, state, openTrial) {
   const card = document.getElementById("proxy-card");
   if (!card) return;
   const keys = numericKeys(trials);
@@ -212,31 +212,23 @@ export function renderProxy(trials, state, ui) {
   const rho = spearman(points.map((t) => proxyValue(t, x)), points.map((t) => proxyValue(t, y)));
   const positive = points.map((t) => proxyValue(t, x)).filter((v) => v > 0);
   const logX = positive.length === points.length && positive.length > 1 && Math.max(...positive) / Math.min(...positive) > 1e3;
-  const element = document.getElementById("chart-proxy");
-  Plotly.react(element, [{
+  react("chart-proxy", [{
     type: "scatter", mode: "markers", name: "trials",
     x: points.map((t) => proxyValue(t, x)), y: points.map((t) => proxyValue(t, y)),
     customdata: points.map((t) => t.id),
     text: points.map((t) => `#${t.number} · ${t.state}`),
     hovertemplate: `%{text}<br>${x} %{x:.4g}<br>${y} %{y:.4f}<extra></extra>`,
-    marker: { color: "#7c3aed", size: 8, opacity: 0.8, line: { width: 1, color: "#fff" } },
-  }], ui.baseLayout({
+    marker: { ...marker("#7c3aed"), opacity: 0.8 },
+  }], baseLayout({
     margin: { l: 56, r: 16, t: 30, b: 44 },
-    xaxis: { title: { text: x }, type: logX ? "log" : "linear", gridcolor: "#eef1f4", zeroline: false },
-    yaxis: { title: { text: y }, gridcolor: "#eef1f4", zeroline: false },
+    xaxis: axis(x, { type: logX ? "log" : "linear" }),
+    yaxis: axis(y),
     annotations: points.length
       ? [{ xref: "paper", yref: "paper", x: 0, y: 1.01, xanchor: "left", yanchor: "bottom", showarrow: false,
         font: { size: 11, color: "#4b5563" },
         text: `Spearman ρ = ${rho == null ? "—" : rho.toFixed(3)} over ${points.length} trials` }]
-      : ui.emptyNote("Waiting for scored trials"),
-  }), ui.plotConfig);
-  if (!element.dataset.clickBound) {
-    element.dataset.clickBound = "1";
-    element.on("plotly_click", (ev) => {
-      const id = ev.points && ev.points[0] && ev.points[0].customdata;
-      if (typeof id === "number" && ui.openTrial) ui.openTrial(id);
-    });
-  }
+      : emptyNote("Waiting for scored trials"),
+  }), openTrial);
 }
 
 /** Re-render on a pick of the axes (the choice survives later renders). */

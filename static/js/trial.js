@@ -1,6 +1,8 @@
 // Trial page: the learning curve; while the trial runs, new epochs arrive over the
-// experiment's websocket and the page reloads once when the trial finishes.
-import { getJSON, openSocket, pageData, throttle } from "./live.js";
+// experiment's websocket and the page reloads once when the trial finishes. A reconnect or a
+// lost event (a gap in the experiment's sequence numbers) re-reads the trial from the API.
+import { axis, baseLayout, react, stepAxis } from "./charts.js";
+import { SequencedStream, getJSON, pageData, streamOver, throttle } from "./live.js";
 
 const page = pageData();
 const points = [...page.points];
@@ -14,51 +16,52 @@ function render() {
   const keys = [...new Set(points.flatMap((p) => Object.keys(p.values || {})))];
   const accKeys = keys.filter((k) => k.includes("acc"));
   const lossKeys = keys.filter((k) => k.includes("loss"));
-  const trace = (key, axis) => ({
-    type: "scatter", mode: "lines+markers", name: key, yaxis: axis,
+  const trace = (key, yaxis) => ({
+    type: "scatter", mode: "lines+markers", name: key, yaxis,
     x: points.map((p) => p.step), y: points.map((p) => (p.values || {})[key]),
     line: { color: COLORS[key], width: 2, dash: key.startsWith("train") ? "dot" : "solid" }, marker: { size: 7 },
   });
   // Accuracy above, loss below, sharing the epoch axis: two scales on one plot read badly.
   const data = [...accKeys.map((k) => trace(k, "y")), ...lossKeys.map((k) => trace(k, "y2"))];
   const last = points[points.length - 1].step;
-  Plotly.react(element, data, {
+  react(element, data, baseLayout({
     margin: { l: 52, r: 16, t: 10, b: 40 },
-    font: { family: "system-ui, sans-serif", size: 12 },
-    paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
-    legend: { orientation: "h", y: 1.12 },
-    xaxis: { title: { text: "epoch" }, anchor: "y2", dtick: last > 20 ? undefined : 1, range: [0.5, Math.max(last, 1) + 0.5], gridcolor: "#eef1f4" },
-    yaxis: { title: { text: "accuracy" }, domain: [0.53, 1], anchor: "x", gridcolor: "#eef1f4" },
-    yaxis2: { title: { text: "loss" }, domain: [0, 0.45], anchor: "x", gridcolor: "#eef1f4" },
-  }, { displaylogo: false, responsive: true });
+    xaxis: stepAxis("epoch", 1, last, { anchor: "y2" }),
+    yaxis: axis("accuracy", { domain: [0.53, 1], anchor: "x" }),
+    yaxis2: axis("loss", { domain: [0, 0.45], anchor: "x" }),
+  }));
+}
+
+function upsert(step, values) {
+  const at = points.findIndex((p) => p.step === step);
+  const point = { step, values };
+  if (at >= 0) points[at] = point; else points.push(point);
 }
 
 render();
 if (page.state === "queued" || page.state === "running") {
   const schedule = throttle(render, 100);
-  const socket = openSocket(page.wsPath, {
-    // On every (re)connect catch up on what happened since the page rendered.
-    onOpen: async () => {
-      try {
-        const trial = await getJSON(`/api/trials/${page.trial}/`);
-        if (!["queued", "running"].includes(trial.state)) { socket.close(); location.reload(); return; }
-        for (const p of trial.points || []) {
-          if (!points.some((q) => q.step === p.step)) points.push({ step: p.step, values: p.values });
-        }
-        schedule();
-      } catch (err) { console.warn(err); }
+  let socket = null;
+  const finished = () => {
+    if (socket) socket.close();
+    location.reload();   // the finished trial's metrics and constraints render server-side
+  };
+  // The trial API reads no sequence number: the first event after each read starts the count.
+  const stream = new SequencedStream({
+    load: () => getJSON(page.urls.trial),
+    reset: (trial) => {
+      if (!["queued", "running"].includes(trial.state)) { finished(); return; }
+      for (const p of trial.points || []) upsert(p.step, p.values);
+      schedule();
     },
-    onEvent: (e) => {
+    apply: (e) => {
       if (e.type === "trial.epoch" && e.trial_id === page.trial) {
-        const at = points.findIndex((p) => p.step === e.step);
-        const point = { step: e.step, values: e.values };
-        if (at >= 0) points[at] = point; else points.push(point);
+        upsert(e.step, e.values);
         schedule();
       } else if (e.type === "trial.finished" && e.trial.id === page.trial) {
-        socket.close();
-        location.reload();   // the finished trial's metrics and constraints render server-side
+        finished();
       }
     },
-    onState: () => {},
   });
+  socket = streamOver(page.wsPath, stream);
 }

@@ -1,8 +1,9 @@
 // Trial page, completed trial: "Prepare download" asks for the trial's model package (every
 // member may: it is a read), then follows the job's progress over the experiment's websocket
-// until the Download link appears. Nothing polls; on a (re)connect the list re-syncs from REST.
+// until the Download link appears. Nothing polls; on a (re)connect or a lost event the list
+// re-syncs from REST.
 import { ArtifactList, errorText, requestJob } from "./downloads.js";
-import { getJSON, openSocket, pageData } from "./live.js";
+import { SequencedStream, getJSON, pageData, streamOver } from "./live.js";
 
 const page = pageData();
 const card = document.getElementById("trial-package");
@@ -33,15 +34,17 @@ async function load() {
   }
 }
 
+// The artifact list reads no sequence number: the first event after each read starts the count.
+const stream = new SequencedStream({
+  load: () => getJSON(card.dataset.listUrl),
+  reset: (list) => packages.set(list.results || list),
+  apply: (e) => {
+    if (e.type && e.type.startsWith("artifact.")) packages.upsert(e.artifact);
+  },
+});
+
 function follow() {
-  if (socket) return;
-  socket = openSocket(page.wsPath, {
-    onOpen: load,   // catch up on what happened while (re)connecting
-    onEvent: (e) => {
-      if (e.type && e.type.startsWith("artifact.")) packages.upsert(e.artifact);
-    },
-    onState: () => {},
-  });
+  if (!socket) socket = streamOver(page.wsPath, stream);
 }
 
 button.addEventListener("click", async () => {

@@ -1,6 +1,7 @@
-"""The pages' live-update logic (static/js/live.js) in a real browser, without a server: events
-apply in sequence over a snapshot, a gap or a reconnect re-syncs, the socket backs off
-exponentially, renders are coalesced, and the Pareto front is right."""
+"""The pages' live-update logic (static/js/live.js, charts.js, rules.js) in a real browser, without
+a server: events apply in sequence over a snapshot, a gap or a reconnect re-syncs, the socket backs
+off exponentially, renders are coalesced, the Pareto front is right, and the budget and "best"
+rules match the engine's."""
 
 from __future__ import annotations
 
@@ -102,6 +103,64 @@ def test_it_loads_again_when_a_resync_is_asked_for_during_one(page):
     assert result == {"loads": 2, "seq": 2}
 
 
+def test_it_keeps_one_sequence_per_key_and_starts_an_unknown_one_at_its_first_event(page):
+    result = page.evaluate("""async () => {
+        const { SequencedStream } = await import('/static/js/live.js');
+        const log = [];
+        let loads = 0;
+        const stream = new SequencedStream({
+            // Experiment 1's number is known; experiment 2's is not (an API that reads none).
+            load: async () => { loads += 1; return { seq: { 1: 3 } }; },
+            reset: () => log.push('snapshot'),
+            apply: (e) => log.push(`${e.experiment}:${e.seq}`),
+            keyOf: (e) => String(e.experiment),
+        });
+        await stream.resync();
+        for (const [experiment, seq] of [[1, 3], [1, 4], [2, 7], [2, 8], [1, 5], [2, 8]]) {
+            stream.push({ experiment, seq });
+        }
+        stream.push({ experiment: 2, seq: 10 });   // 9 was lost: re-sync
+        await stream.syncing;
+        return { log, loads };
+    }""")
+    assert result == {"log": ["snapshot", "1:4", "2:7", "2:8", "1:5", "snapshot", "2:10"], "loads": 2}
+
+
+def test_it_loads_the_first_snapshot_when_an_event_comes_first(page):
+    result = page.evaluate("""async () => {
+        const { SequencedStream } = await import('/static/js/live.js');
+        const log = [];
+        const stream = new SequencedStream({
+            load: async () => ({ seq: 4 }),
+            reset: (s) => log.push('snapshot@' + s.seq),
+            apply: (e) => log.push(e.seq),
+        });
+        stream.push({ seq: 5 });
+        await stream.syncing;
+        return log;
+    }""")
+    assert result == ["snapshot@4", 5]
+
+
+def test_it_counts_the_budget_and_breaks_ties_for_best_as_the_engine(page):
+    result = page.evaluate("""async () => {
+        const { bestTrial, countsAgainstBudget } = await import('/static/js/rules.js');
+        const trials = [
+            { id: 1, number: 0, state: 'completed', objective: 0.9, metrics: { params: 500 } },
+            { id: 2, number: 1, state: 'completed', objective: 0.9, metrics: { params: 200 } },
+            { id: 3, number: 2, state: 'completed', objective: 0.9, metrics: { params: 200 } },
+            { id: 4, number: 3, state: 'pruned', objective: 0.95, metrics: {} },
+        ];
+        const budget = [
+            { state: 'infeasible', started_at: null }, { state: 'infeasible', started_at: '2026-01-01T00:00:00Z' },
+            { state: 'failed', started_at: null }, { state: 'running', started_at: '2026-01-01T00:00:00Z' },
+            { state: 'completed', started_at: '2026-01-01T00:00:00Z' },
+        ].map(countsAgainstBudget);
+        return { best: bestTrial(trials).id, budget };
+    }""")
+    assert result == {"best": 2, "budget": [False, True, True, False, True]}
+
+
 def test_it_reconnects_with_exponential_backoff_and_resyncs_on_open(page):
     result = page.evaluate("""async () => {
         const { openSocket } = await import('/static/js/live.js');
@@ -164,7 +223,7 @@ def test_it_coalesces_renders(page):
 
 def test_it_finds_the_pareto_front(page):
     front = page.evaluate("""async () => {
-        const { paretoFront } = await import('/static/js/live.js');
+        const { paretoFront } = await import('/static/js/charts.js');
         const points = [
             { x: 100, y: 0.90, id: 'a' }, { x: 50, y: 0.85, id: 'b' }, { x: 200, y: 0.95, id: 'c' },
             { x: 150, y: 0.88, id: 'd' }, { x: 50, y: 0.80, id: 'e' }, { x: 300, y: 0.95, id: 'f' },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from experiments import tasks
+from experiments.jobs import actors
 
 
 def capture_messages(monkeypatch) -> list[dramatiq.Message]:
@@ -17,7 +17,7 @@ def capture_messages(monkeypatch) -> list[dramatiq.Message]:
         messages.append(message)
         return message
 
-    monkeypatch.setattr(tasks.advance_experiment.broker, "enqueue", enqueue)
+    monkeypatch.setattr(actors.advance_experiment.broker, "enqueue", enqueue)
     return messages
 
 
@@ -28,6 +28,6 @@ def drain(outbox, *, limit: int = 500, skip=("watch_experiment",)) -> list[str]:
         message = outbox.pop(0)
         if message.actor_name in skip:
             continue
-        tasks.advance_experiment.broker.get_actor(message.actor_name).fn(*message.args, **message.kwargs)
+        actors.advance_experiment.broker.get_actor(message.actor_name).fn(*message.args, **message.kwargs)
         ran.append(message.actor_name)
     return ran

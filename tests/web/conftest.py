@@ -66,12 +66,12 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture
 def enqueue_calls(monkeypatch):
-    """Replace experiments.tasks.enqueue_advance with a recorder: the list of experiment ids it was
+    """Replace experiments.jobs.enqueue.advance with a recorder: the list of experiment ids it was
     called with (Experiment.start/resume call it on commit; nothing reaches a worker)."""
-    import experiments.tasks
+    import experiments.jobs.enqueue
 
     calls: list[int] = []
-    monkeypatch.setattr(experiments.tasks, "enqueue_advance", calls.append)
+    monkeypatch.setattr(experiments.jobs.enqueue, "advance", calls.append)
     return calls
 
 

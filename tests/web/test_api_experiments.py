@@ -357,19 +357,19 @@ def test_it_snapshots_trials_exactly_as_broadcast_summarises_them(viewer_client,
 
     from django.utils import timezone
 
-    from experiments import broadcast
+    from experiments.live import payloads
 
     trial = trial_factory(experiment, state=TrialState.FAILED, objective=0.25, attempt=2, duration_s=3.5,
                           started_at=timezone.now(), finished_at=timezone.now(), budget={"epochs": 3},
                           metrics={"val_acc": 0.25, "params": 100}, error="Traceback\n  line 1\nValueError: bad")  # fmt: skip
     body = viewer_client.get(f"/api/experiments/{experiment.pk}/snapshot/").json()
-    expected = json.loads(json.dumps(broadcast.trial_summary(trial)))  # what a websocket event carries
+    expected = json.loads(json.dumps(payloads.trial_summary(trial)))  # what a websocket event carries
     assert body["trials"] == [expected]
     assert expected["error"] == "ValueError: bad"
 
 
 def test_it_reads_the_sequence_number_before_the_rows(viewer_client, experiment, monkeypatch):
-    from experiments import broadcast
+    from experiments.live import broadcast
 
     seen = {}
     with CaptureQueriesContext(connection) as queries:

@@ -73,7 +73,8 @@ def test_it_shows_the_comparison_to_any_member(login, viewer, project, two_runs)
     assert "Random" in html and "Evolution" in html
     page = json.loads(html.split('id="page-data" type="application/json">')[1].split("</script>")[0])
     assert page["ids"] == [evolution.pk, random_run.pk]
-    assert page["dataUrl"] == f"{COMPARE_API}?ids={evolution.pk},{random_run.pk}&project={project.pk}"
+    # The script fetches urls.compare with these ids and this project.
+    assert (page["urls"]["compare"], page["project"]) == (COMPARE_API, project.pk)
     assert set(page["wsPaths"].values()) == {f"/ws/experiments/{e.pk}/" for e in two_runs}
     assert f"{COMPARE_API}?ids={evolution.pk},{random_run.pk}&amp;format=csv" in html
     assert "js/compare.js" in html and "plotly/plotly.min.js" in html

@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
 
-from experiments import broadcast
-from experiments.consumers import FORBIDDEN
+from experiments.live import broadcast
+from experiments.live.consumers import FORBIDDEN
 from nasweb.asgi import application
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -25,9 +25,11 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 
-from experiments import broadcast, engine_bridge, tasks
 from experiments.api.serializers import ArtifactSerializer
 from experiments.choices import ArtifactKind, ArtifactStatus, ExperimentStatus, TrialState
+from experiments.engine import build
+from experiments.jobs import actors, locks, packages
+from experiments.live import broadcast, payloads
 from experiments.models import ActivityLog, ActivityVerb, Artifact
 from tests.web.actors import drain
 
@@ -110,7 +112,7 @@ def run_outside(zip_bytes: bytes, experiment, tmp_path) -> dict:
     folder = tmp_path / f"outside-{uuid.uuid4().hex[:6]}"
     with zipfile.ZipFile(__import__("io").BytesIO(zip_bytes)) as zf:
         zf.extractall(folder / "model")
-    task = engine_bridge.load_task(experiment.dataset, experiment.seed)
+    task = build.load_task(experiment.dataset, experiment.seed)
     np.save(folder / "X_test.npy", task.X_test.numpy().astype(np.float32))
     np.save(folder / "y_test.npy", task.y_test.numpy().astype(np.int64))
     done = subprocess.run(
@@ -169,7 +171,7 @@ def test_a_package_still_being_made_cannot_be_downloaded(experiment, trial_facto
 def test_the_api_and_the_events_describe_an_artifact_alike(experiment, trial_factory):
     artifact = _artifact(experiment, trial_factory(experiment, state="completed"))
     artifact = Artifact.objects.select_related("trial").get(pk=artifact.pk)
-    rest, event = ArtifactSerializer(artifact).data, broadcast.artifact_summary(artifact)
+    rest, event = ArtifactSerializer(artifact).data, payloads.artifact_summary(artifact)
     assert set(rest) == set(event)
     dates = ("created_at", "finished_at")  # both ISO 8601 ("Z" from DRF, "+00:00" from isoformat)
     assert {k: v for k, v in rest.items() if k not in dates} == {k: v for k, v in event.items() if k not in dates}
@@ -227,7 +229,7 @@ def test_a_non_best_trials_package_is_made_by_a_job_and_reproduces_its_accuracy(
     assert artifact.created_by == viewer
 
     # The finalize still exports the best trial: another trial's package is not the final export.
-    tasks.finalize_experiment.fn(experiment.pk, "trial budget spent")
+    actors.finalize_experiment.fn(experiment.pk, "trial budget spent")
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.COMPLETED
     assert Artifact.objects.filter(trial=best, kind=ArtifactKind.MODEL_ZIP, status=ArtifactStatus.READY).exists()
@@ -268,7 +270,7 @@ def test_a_non_best_trials_package_is_made_by_a_job_and_reproduces_its_accuracy(
     # Duplicates: a message delivered again does nothing; asking again returns the ready package.
     events.clear()
     name = artifact.file.name
-    tasks.package_trial.fn(artifact.pk)
+    actors.package_trial.fn(artifact.pk)
     artifact.refresh_from_db()
     assert artifact.file.name == name and events == []
     response = client_for(viewer).post(f"/api/trials/{other.pk}/package/")
@@ -310,7 +312,7 @@ def test_a_failed_job_says_why_and_a_new_request_starts_afresh(experiment_factor
     def broken(*args, **kwargs):
         raise ValueError("the dataset file is gone")
 
-    monkeypatch.setattr(engine_bridge, "build_search", broken)
+    monkeypatch.setattr(build, "build_search", broken)
     drain(outbox)
     failed = Artifact.objects.get(pk=first["id"])
     assert failed.status == ArtifactStatus.FAILED and failed.error == "ValueError: the dataset file is gone"
@@ -326,14 +328,14 @@ def test_a_duplicate_delivered_while_a_worker_holds_the_job_does_nothing(experim
     trial = trial_factory(experiment, state="completed", objective=0.5)
     artifact_id = viewer_client.post(f"/api/trials/{trial.pk}/package/").json()["id"]
     calls = []
-    monkeypatch.setattr(tasks.exports, "build_trial_package", calls.append)
+    monkeypatch.setattr(packages, "build_trial_package", calls.append)
 
-    tasks._redis().set(tasks._key("artifact", artifact_id), "another-worker")  # its lock, held
-    tasks.package_trial.fn(artifact_id)
+    locks.redis_client().set(locks.key("artifact", artifact_id), "another-worker")  # its lock, held
+    actors.package_trial.fn(artifact_id)
     assert calls == [] and Artifact.objects.get(pk=artifact_id).status == ArtifactStatus.PENDING
 
-    tasks._redis().delete(tasks._key("artifact", artifact_id))
-    tasks.package_trial.fn(artifact_id)
+    locks.redis_client().delete(locks.key("artifact", artifact_id))
+    actors.package_trial.fn(artifact_id)
     assert calls == [artifact_id]
 
 
@@ -349,11 +351,11 @@ def test_a_job_stopped_by_the_time_limit_is_failed_with_the_reason(experiment_fa
         Artifact.objects.filter(pk=artifact_id).update(status=ArtifactStatus.RUNNING)
         raise TimeLimitExceeded()
 
-    monkeypatch.setattr(tasks.exports, "build_trial_package", too_long)
-    tasks.package_trial.fn(artifact_id)
+    monkeypatch.setattr(packages, "build_trial_package", too_long)
+    actors.package_trial.fn(artifact_id)
     artifact = Artifact.objects.get(pk=artifact_id)
     assert artifact.status == ArtifactStatus.FAILED and "time limit" in artifact.error
-    assert not tasks._redis().exists(tasks._key("artifact", artifact_id))  # the lock is released
+    assert not locks.redis_client().exists(locks.key("artifact", artifact_id))  # the lock is released
 
 
 # Retrain on train+val ------------------------------------------------------------------------------------
@@ -373,7 +375,7 @@ def test_retraining_the_best_on_train_and_val_makes_its_own_package(finished, cl
     drain(outbox)
     artifact = Artifact.objects.get(pk=body["id"])
     assert artifact.status == ArtifactStatus.READY, artifact.error
-    task = engine_bridge.load_task(finished.dataset, finished.seed)
+    task = build.load_task(finished.dataset, finished.seed)
     metrics = artifact.metrics
     assert metrics["retrained_on"] == "train+val" and metrics["epochs"] == 2
     assert metrics["train_samples"] == len(task.y_train) + len(task.y_val)
@@ -400,7 +402,7 @@ def test_retraining_the_best_on_train_and_val_makes_its_own_package(finished, cl
 
     # A duplicate message does nothing; other epochs are another package.
     events.clear()
-    tasks.retrain_on_train_and_val.fn(artifact.pk)
+    actors.retrain_on_train_and_val.fn(artifact.pk)
     assert events == [] and Artifact.objects.get(pk=artifact.pk).file.name == artifact.file.name
     other = client_for(editor).post(f"/api/experiments/{finished.pk}/retrain/", {"epochs": 3}, format="json")
     assert other.status_code == 202 and other.json()["id"] != artifact.pk

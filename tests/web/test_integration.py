@@ -18,8 +18,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from experiments import engine_bridge, tasks
 from experiments.choices import TERMINAL_TRIAL_STATES, ArtifactKind, ExperimentStatus, TrialState
+from experiments.engine import build
+from experiments.jobs import actors, enqueue
 from experiments.models import Artifact, Experiment
 from search_engine.loop import evaluate
 
@@ -45,9 +46,9 @@ def namespace(monkeypatch):
     broker = RedisBroker(url=settings.REDIS_URL, namespace=name)
 
     def enqueue_advance(experiment_id, resend_queued=False):
-        broker.enqueue(tasks.advance_experiment.message(experiment_id))
+        broker.enqueue(actors.advance_experiment.message(experiment_id))
 
-    monkeypatch.setattr(tasks, "enqueue_advance", enqueue_advance)
+    monkeypatch.setattr(enqueue, "advance", enqueue_advance)
     yield name
     broker.flush_all()
     broker.close()
@@ -125,9 +126,9 @@ def test_a_small_experiment_runs_end_to_end_on_a_worker(worker, experiment_facto
 
     # The best result is the engine's own: the same candidate, evaluated here with the same seed,
     # scores exactly what the worker recorded.
-    search = engine_bridge.build_search(Experiment.objects.get(pk=experiment.pk), with_strategy=False)
+    search = build.build_search(Experiment.objects.get(pk=experiment.pk), with_strategy=False)
     again = evaluate(
-        engine_bridge.candidate_of(best), number=best.number, space=search.space, estimator=search.estimator,
+        build.candidate_of(best), number=best.number, space=search.space, estimator=search.estimator,
         task=search.task, constraints=search.constraints, seed=experiment.seed, measure_latency=False,
     )  # fmt: skip
     assert again.objective == pytest.approx(best.objective)

@@ -20,9 +20,11 @@ from django.db import OperationalError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from experiments import broadcast, engine_bridge, tasks
 from experiments.choices import ArtifactKind, ExperimentStatus, TrialState
+from experiments.engine import storage
 from experiments.forms import option_field_name
+from experiments.jobs import actors, enqueue, guards, locks
+from experiments.live import broadcast
 from experiments.models import Artifact, Experiment, ExperimentProgress
 from search_engine.oneshot import ONESHOT, DartsJob, SupernetJob, load_checkpoint
 from search_engine.spaces.nb201 import EDGE_LABELS, OPS, NB201Space
@@ -183,7 +185,7 @@ def test_start_sends_the_oneshot_job_and_not_an_advance(outbox, oneshot_experime
     with transaction.atomic():
         experiment.start()
     assert names(outbox) == ["run_oneshot"]
-    tasks.advance_experiment.fn(experiment.pk)  # an advance meanwhile (a resume, the watchdog) sends no second one
+    actors.advance_experiment.fn(experiment.pk)  # an advance meanwhile (a resume, the watchdog) sends no second one
     assert names(outbox) == ["run_oneshot", "watch_experiment"]
     assert not experiment.trials.exists()
 
@@ -216,7 +218,7 @@ def test_a_supernet_experiment_runs_end_to_end(outbox, oneshot_experiment, event
     assert [t.arch for t in trials] == top
     assert all(t.state == TrialState.COMPLETED for t in trials)
     assert Artifact.objects.filter(experiment=experiment, kind=ArtifactKind.MODEL_ZIP).count() == 1
-    assert load_checkpoint(engine_bridge.checkpoint_dir(experiment.pk)) is None  # cleaned up
+    assert load_checkpoint(storage.checkpoint_dir(experiment.pk)) is None  # cleaned up
 
 
 @actor_test
@@ -235,19 +237,19 @@ def test_a_killed_worker_resumes_darts_from_the_last_checkpoint(outbox, oneshot_
     with pytest.raises(WorkerKilled):
         drain(outbox)
     assert epochs_trained == [1]  # killed in epoch 2, before its checkpoint
-    assert load_checkpoint(engine_bridge.checkpoint_dir(experiment.pk))["epoch"] == 1
+    assert load_checkpoint(storage.checkpoint_dir(experiment.pk))["epoch"] == 1
     assert progress_steps(experiment) == [1]
     monkeypatch.setattr(DartsJob, "train_epoch", real)
     epochs_trained.clear()
 
     # A killed worker would leave its claim until the lease runs out: meanwhile nothing is sent.
-    client, key = tasks._redis(), tasks._oneshot_key(experiment.pk)
+    client, key = locks.redis_client(), enqueue.oneshot_key(experiment.pk)
     client.set(key, "host:4242:dead-worker", ex=60)
     outbox.clear()
-    tasks.advance_experiment.fn(experiment.pk)
+    actors.advance_experiment.fn(experiment.pk)
     assert "run_oneshot" not in names(outbox)
     client.delete(key)  # the lease expired
-    tasks.advance_experiment.fn(experiment.pk)  # what the watchdog does every lease/2 seconds
+    actors.advance_experiment.fn(experiment.pk)  # what the watchdog does every lease/2 seconds
     assert names(outbox).count("run_oneshot") == 1
     drain(outbox)
 
@@ -274,9 +276,9 @@ def test_a_killed_worker_resumes_darts_from_the_last_checkpoint(outbox, oneshot_
 def test_a_duplicate_run_oneshot_does_nothing(outbox, oneshot_experiment, epochs_trained):
     experiment = oneshot_experiment("supernet", SUPERNET, budget_trials=1)
     experiment.start()
-    client, key = tasks._redis(), tasks._oneshot_key(experiment.pk)
+    client, key = locks.redis_client(), enqueue.oneshot_key(experiment.pk)
     client.set(key, "another-worker", ex=60)  # another worker runs the job
-    tasks.run_oneshot.fn(experiment.pk)
+    actors.run_oneshot.fn(experiment.pk)
     assert epochs_trained == [] and not ExperimentProgress.objects.filter(experiment=experiment).exists()
     client.delete(key)
 
@@ -286,7 +288,7 @@ def test_a_duplicate_run_oneshot_does_nothing(outbox, oneshot_experiment, epochs
     rows = list(ExperimentProgress.objects.filter(experiment=experiment).values_list("pk", "values"))
     trials = experiment.trials.count()
 
-    tasks.run_oneshot.fn(experiment.pk)  # delivered again after the job finished
+    actors.run_oneshot.fn(experiment.pk)  # delivered again after the job finished
     assert epochs_trained == [1]
     assert list(ExperimentProgress.objects.filter(experiment=experiment).values_list("pk", "values")) == rows
     assert experiment.trials.count() == trials
@@ -309,7 +311,7 @@ def _retrying(verb) -> None:
 @actor_test
 def test_pause_stops_the_job_after_its_epoch_and_resume_continues_it(outbox, oneshot_experiment, epochs_trained,
                                                                     monkeypatch):  # fmt: skip
-    monkeypatch.setattr(tasks, "CANCEL_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(guards, "CANCEL_POLL_SECONDS", 0.05)
     config = {**SUPERNET, "epochs": 2, "top_k": 1, "monitor_archs": 0}
     experiment = oneshot_experiment("supernet", config, budget_trials=1)
     experiment.start()
@@ -327,7 +329,7 @@ def test_pause_stops_the_job_after_its_epoch_and_resume_continues_it(outbox, one
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.PAUSED and not experiment.oneshot_result
     assert progress_steps(experiment) == [1]
-    assert load_checkpoint(engine_bridge.checkpoint_dir(experiment.pk))["epoch"] == 1  # kept for resume
+    assert load_checkpoint(storage.checkpoint_dir(experiment.pk))["epoch"] == 1  # kept for resume
 
     monkeypatch.setattr(SupernetJob, "train_epoch", real)
     epochs_trained.clear()
@@ -342,7 +344,7 @@ def test_pause_stops_the_job_after_its_epoch_and_resume_continues_it(outbox, one
 
 @actor_test
 def test_cancel_ends_the_job_and_drops_its_checkpoint(outbox, oneshot_experiment, monkeypatch):
-    monkeypatch.setattr(tasks, "CANCEL_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(guards, "CANCEL_POLL_SECONDS", 0.05)
     experiment = oneshot_experiment("darts", {**DARTS, "epochs": 4}, budget_trials=1)
     experiment.start()
     real = DartsJob.train_epoch
@@ -360,25 +362,25 @@ def test_cancel_ends_the_job_and_drops_its_checkpoint(outbox, oneshot_experiment
     assert experiment.status == ExperimentStatus.CANCELLED
     assert progress_steps(experiment) == [1]
     assert not experiment.trials.exists()
-    assert load_checkpoint(engine_bridge.checkpoint_dir(experiment.pk)) is None
+    assert load_checkpoint(storage.checkpoint_dir(experiment.pk)) is None
 
 
 @actor_test
 def test_cancelling_a_paused_job_drops_its_checkpoint_unless_a_worker_holds_it(outbox, oneshot_experiment):
     experiment = oneshot_experiment("darts", DARTS, status=ExperimentStatus.PAUSED)
-    checkpoint = engine_bridge.checkpoint_dir(experiment.pk) / "checkpoint.pt"
+    checkpoint = storage.checkpoint_dir(experiment.pk) / "checkpoint.pt"
     checkpoint.write_bytes(b"epoch 1")
-    client, key = tasks._redis(), tasks._oneshot_key(experiment.pk)
+    client, key = locks.redis_client(), enqueue.oneshot_key(experiment.pk)
     client.set(key, "a-worker-finishing-its-epoch", ex=60)
     with transaction.atomic():
         experiment.cancel()
     assert checkpoint.exists()  # that worker deletes it when it sees the cancel
     client.delete(key)
-    tasks.discard_oneshot_checkpoint(experiment.pk)
+    enqueue.discard_oneshot_checkpoint(experiment.pk)
     assert not checkpoint.exists()
 
     other = oneshot_experiment("darts", DARTS, status=ExperimentStatus.PAUSED)
-    checkpoint = engine_bridge.checkpoint_dir(other.pk) / "checkpoint.pt"
+    checkpoint = storage.checkpoint_dir(other.pk) / "checkpoint.pt"
     checkpoint.write_bytes(b"epoch 1")
     with transaction.atomic():
         other.cancel()
@@ -387,7 +389,7 @@ def test_cancelling_a_paused_job_drops_its_checkpoint_unless_a_worker_holds_it(o
 
 @actor_test
 def test_a_job_past_the_wall_time_budget_fails_the_experiment(outbox, oneshot_experiment, monkeypatch):
-    monkeypatch.setattr(tasks, "CANCEL_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(guards, "CANCEL_POLL_SECONDS", 0.05)
     real = SupernetJob.train_epoch
 
     def slow_epoch(self, epoch):

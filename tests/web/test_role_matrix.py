@@ -463,7 +463,7 @@ async def _close_thread_connections():
 async def test_websockets_admit_members_and_refuse_non_members(owner, editor, viewer, outsider, project, experiment):
     from channels.testing import WebsocketCommunicator
 
-    from experiments.consumers import FORBIDDEN
+    from experiments.live.consumers import FORBIDDEN
     from nasweb.asgi import application
 
     def cookie_for(user):

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from experiments import engine_bridge, tasks, uploads
+from experiments import uploads
 from experiments.choices import ExperimentStatus, TrialState
+from experiments.engine import build
+from experiments.jobs import actors
 from experiments.models import Dataset, Experiment
 from experiments.uploads import limits
 from nasweb.middleware import RequestBodyLimit
@@ -86,7 +88,7 @@ def upload(name: str, data: bytes) -> SimpleUploadedFile:
 def media(settings, tmp_path):
     """A MEDIA_ROOT of this test's own, so "nothing stored" can be checked by listing it."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    engine_bridge.clear_task_cache()
+    build.clear_task_cache()
     return tmp_path / "media"
 
 
@@ -385,7 +387,7 @@ def test_it_loads_a_saved_upload_the_way_workers_do(editor_client, project):
     assert response.status_code == 201, response.json()
     dataset = Dataset.objects.get(pk=response.json()["id"])
     assert (dataset.kind, dataset.input_shape, dataset.num_classes, dataset.name) == ("image", [1, 8, 8], 3, "digits")
-    task = engine_bridge.load_task(dataset, seed=5)  # from storage, by path, with the experiment's seed
+    task = build.load_task(dataset, seed=5)  # from storage, by path, with the experiment's seed
     assert task.input_shape == (1, 8, 8) and task.num_classes == 3
     assert sum(len(y) for y in (task.y_train, task.y_val, task.y_test)) == 30
 
@@ -543,9 +545,9 @@ def test_each_kind_of_upload_runs_a_search(editor_client, project, outbox, name,
     experiment = Experiment.objects.get(pk=response.json()["id"])
     assert editor_client.post(f"/api/experiments/{experiment.pk}/start/").status_code == 200
 
-    tasks.advance_experiment.fn(experiment.pk)
+    actors.advance_experiment.fn(experiment.pk)
     for trial in experiment.trials.filter(state=TrialState.QUEUED):
-        tasks.run_trial.fn(trial.pk)
+        actors.run_trial.fn(trial.pk)
 
     experiment.refresh_from_db()
     trial = experiment.trials.get()

@@ -14,7 +14,7 @@ from search_engine.oneshot import ONESHOT
 from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES, ConfigError, Registry, create_estimator
 from search_engine.task import Task
 
-from ...benchmarks import resolve_table
+from ...engine.tables import resolve_table
 from ...models import Dataset
 
 

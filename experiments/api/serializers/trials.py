@@ -50,7 +50,7 @@ class TrialDetailSerializer(TrialSerializer):
 
 
 class ArtifactSerializer(serializers.ModelSerializer):
-    """The fields of broadcast.artifact_summary (events carry the same shape)."""
+    """The fields of payloads.artifact_summary (events carry the same shape)."""
 
     trial_number = serializers.IntegerField(source="trial.number", read_only=True, allow_null=True)
     download_url = serializers.SerializerMethodField()
@@ -65,11 +65,11 @@ class ArtifactSerializer(serializers.ModelSerializer):
         return reverse("api:artifact-download", args=[artifact.pk])
 
 
-# Snapshot (documentation only: the view builds it with broadcast.trial_summary) ---------------------
+# Snapshot (documentation only: the view builds it with payloads.trial_summary) ---------------------
 class SnapshotSerializer(serializers.Serializer):
     seq = serializers.IntegerField(help_text="Sequence number read before the queries: apply events after it.")
     experiment = ExperimentSerializer()
-    trials = serializers.ListField(child=serializers.DictField(), help_text="broadcast.trial_summary of every trial")
+    trials = serializers.ListField(child=serializers.DictField(), help_text="payloads.trial_summary of every trial")
     curves = serializers.DictField(
         child=serializers.ListField(child=serializers.DictField()),
         help_text="trial id -> [{step, <metric>: value, ...}] for running and recently finished trials",

@@ -1,6 +1,7 @@
 """Websocket consumers: push an experiment's (or a project's) events to the page.
 
-A consumer only listens: it checks the user on connect, joins the group that broadcast.py sends
+A consumer only listens: it checks the user on connect (the one membership scope,
+`Project.objects.for_user`), joins the group that broadcast.py sends
 to, and forwards each event as JSON text. It never writes to the database.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from ..models import Experiment, Project
 from . import broadcast
-from .models import Experiment, Project
 
 # Close code for "not logged in or not a member" (4000-4999 are free for applications).
 FORBIDDEN = 4403

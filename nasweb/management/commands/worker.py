@@ -24,7 +24,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-QUEUES = {"trials": ["nas-trials"], "control": ["nas-control"], "all": ["nas-control", "nas-trials"]}
+from experiments.jobs.queues import WORKER_QUEUES
+
 POLL_MS = 50
 SHUTDOWN_MS = 3000
 
@@ -43,7 +44,7 @@ def worker_environment(torch_threads: int) -> dict[str, str]:
 def worker_command(processes: int, threads: int, queues: str) -> list[str]:
     return [
         sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "rundramatiq",
-        "--processes", str(processes), "--threads", str(threads), "--queues", *QUEUES[queues],
+        "--processes", str(processes), "--threads", str(threads), "--queues", *WORKER_QUEUES[queues],
         "--worker-shutdown-timeout", str(SHUTDOWN_MS),
     ]  # fmt: skip
 
@@ -56,7 +57,7 @@ class Command(BaseCommand):
                             help="worker processes (trials that run at once on this machine)")
         parser.add_argument("--torch-threads", type=int, default=settings.WORKER_TORCH_THREADS,
                             help="torch CPU threads per trial")
-        parser.add_argument("--queues", choices=sorted(QUEUES), default="all",
+        parser.add_argument("--queues", choices=sorted(WORKER_QUEUES), default="all",
                             help="trials (training and export), control (bookkeeping) or all")
         parser.add_argument("--threads", type=int, default=None,
                             help="Dramatiq threads per process (default: 1, or 2 for --queues control)")

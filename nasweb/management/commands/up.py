@@ -7,9 +7,9 @@ stops every child process on Ctrl-C or SIGTERM.
 
 Processes (each child runs in its own process group, so stopping a group also stops the worker
 processes Dramatiq forks):
-- one control worker on the `nas-control` queue (advance/watch: short bookkeeping that must not
-  wait behind a training run),
-- `--workers` trial workers on `nas-trials`, one thread each (see `manage.py worker`),
+- one control worker on the control queue (advance/watch: short bookkeeping that must not wait
+  behind a training run),
+- `--workers` trial workers on the trials queue, one thread each (see `manage.py worker`),
 - daphne serving nasweb.asgi:application.
 """
 
@@ -29,6 +29,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from experiments.jobs.recovery import recover_active_experiments
 from nasweb import embedded_redis
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -83,12 +84,10 @@ class Command(BaseCommand):
     def _run(self, host: str, port: int, workers: int, threads: int) -> None:
         if settings.EMBEDDED_REDIS:
             socket_path = Path(settings.DATA_DIR) / "redis.sock"
-            self.started_redis = not embedded_redis._answers(socket_path)
+            self.started_redis = not embedded_redis.answers(socket_path)
             embedded_redis.ensure_running(settings.DATA_DIR)
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin()
-
-        from experiments.tasks import recover_active_experiments
 
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}

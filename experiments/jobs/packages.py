@@ -1,8 +1,8 @@
-"""Model packages made on request, as background jobs on top of engine_bridge's export.
+"""Model packages made on request, as background jobs on top of engine.packaging.
 
 Each request produces an Artifact that moves pending -> running -> ready | failed, with its live
 state on the row (`progress`, per epoch) and on the experiment's websocket group
-(broadcast.artifact_progress / artifact_ready / artifact_failed). Two kinds:
+(live.broadcast.artifact_progress / artifact_ready / artifact_failed). Two kinds:
 
 - A completed trial's package (kind model_zip), for any completed trial, not only the best. The
   trial's stored weights are used when run_trial kept them (a best-so-far trial the final export
@@ -36,21 +36,21 @@ import logging
 
 import torch
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, transaction
-from django.utils import timezone
+from django.db import DatabaseError, connection, transaction
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from search_engine.loop import build_model, evaluate, trial_seed
 from search_engine.registry import ESTIMATORS, create_estimator
 
-from . import broadcast, engine_bridge
-from .choices import ArtifactKind, ArtifactStatus, TrialState
-from .models import Artifact, StateError, Trial
+from ..choices import ArtifactKind, ArtifactStatus, TrialState
+from ..engine import build, packaging, records, storage
+from ..live import broadcast
+from ..models import Artifact, StateError, Trial
+from . import enqueue, queues
+from .locks import RedisLease, key
 
 log = logging.getLogger(__name__)
 
-# Statuses that make a new request for the same package unnecessary.
-LIVE_STATUSES = (ArtifactStatus.PENDING, ArtifactStatus.RUNNING, ArtifactStatus.READY)
-JOB_STATUSES = (ArtifactStatus.PENDING, ArtifactStatus.RUNNING)
 MAX_RETRAIN_EPOCHS = 1000
 # What a retrain on train+val sets whatever the experiment's estimator says: no selection on the
 # validation set (it is trained on), and all of the training data (a low-fidelity search's
@@ -97,7 +97,7 @@ def default_retrain_epochs(experiment, trial: Trial) -> int:
     budget_epochs = (trial.budget or {}).get("epochs")
     if budget_epochs:
         return int(budget_epochs)
-    return int(engine_bridge.build_estimator(experiment).config.get("epochs") or 1)
+    return int(build.build_estimator(experiment).config.get("epochs") or 1)
 
 
 def _require_trained_models(experiment) -> None:
@@ -115,7 +115,7 @@ def _request(trial: Trial, kind: str, user, progress: dict, match: dict | None =
         # BEGIN IMMEDIATE (settings) serialises the whole transaction the same way.
         Trial.objects.select_for_update().filter(pk=trial.pk).first()
         existing = (
-            Artifact.objects.filter(trial=trial, kind=kind, status__in=LIVE_STATUSES, **(match or {}))
+            Artifact.objects.live().filter(trial=trial, kind=kind, **(match or {}))
             .order_by("-created_at", "-pk")
             .first()
         )
@@ -130,13 +130,29 @@ def _request(trial: Trial, kind: str, user, progress: dict, match: dict | None =
 
 
 def _announce_and_send(artifact: Artifact) -> None:
-    from .tasks import enqueue_artifact_job
-
     broadcast.artifact_progress(artifact)
-    enqueue_artifact_job(artifact.pk, artifact.kind)
+    enqueue.artifact_job(artifact.pk, artifact.kind)
 
 
-# Jobs (the actors in tasks.py call these) ------------------------------------------------------
+# Jobs (the actors call these) -------------------------------------------------------------------
+def run_job(artifact_id: int, kind: str) -> None:
+    """One package job, unless another worker holds it: a RedisLease per artifact keeps a
+    duplicate message from working on it in parallel, and the conditional claim
+    (Artifact.objects.claim_job) makes a duplicate of a finished job do nothing."""
+    lease = RedisLease.claim(key("artifact", artifact_id), queues.EXPORT_TIME_LIMIT_S)
+    if lease is None:
+        return  # a duplicate message while another worker holds the job
+    # Looked up at call time, so a test can replace a job.
+    job = build_retrained_package if kind == ArtifactKind.RETRAINED_ZIP else build_trial_package
+    try:
+        job(artifact_id)
+    except TimeLimitExceeded:
+        connection.close()  # the interrupt may have landed mid-statement: start afresh
+        fail(artifact_id, f"stopped by the time limit ({queues.EXPORT_TIME_LIMIT_S}s)")
+    finally:
+        lease.release()
+
+
 def build_trial_package(artifact_id: int) -> None:
     _run(artifact_id, ArtifactKind.MODEL_ZIP, _package_trial)
 
@@ -147,9 +163,7 @@ def build_retrained_package(artifact_id: int) -> None:
 
 def fail(artifact_id: int, reason: str) -> bool:
     """Mark an unfinished job failed with a reason the page shows. False if it had finished."""
-    failed = Artifact.objects.filter(pk=artifact_id, status__in=JOB_STATUSES).update(
-        status=ArtifactStatus.FAILED, error=reason[:4000], finished_at=timezone.now()
-    )
+    failed = Artifact.objects.fail_job(artifact_id, reason)
     if failed:
         broadcast.artifact_failed(Artifact.objects.select_related("trial").get(pk=artifact_id))
     return bool(failed)
@@ -172,14 +186,8 @@ def _run(artifact_id: int, kind: str, make) -> None:
 
 
 def _claim(artifact_id: int, kind: str) -> Artifact | None:
-    # A conditional update decides: a duplicate message of a finished job (ready or failed) finds
-    # no row to claim. A job already "running" is taken over: the actor holds a Redis lock per
-    # artifact while it works, so a running row nobody holds is one whose worker died (or a
-    # Dramatiq retry after a transient error), and it starts again from scratch.
-    claimed = Artifact.objects.filter(pk=artifact_id, kind=kind, status__in=JOB_STATUSES).update(
-        status=ArtifactStatus.RUNNING, error=""
-    )
-    if not claimed:
+    # A job taken over (its worker died) starts again from scratch.
+    if not Artifact.objects.claim_job(artifact_id, kind):
         return None
     artifact = Artifact.objects.select_related("experiment__dataset", "experiment__project", "trial").get(pk=artifact_id)
     artifact.progress = {k: v for k, v in (artifact.progress or {}).items() if k == "epochs"}
@@ -188,8 +196,8 @@ def _claim(artifact_id: int, kind: str) -> Artifact | None:
 
 
 def _save_progress(artifact: Artifact, **values) -> None:
-    artifact.progress = engine_bridge.jsonable({**(artifact.progress or {}), **values})
-    Artifact.objects.filter(pk=artifact.pk, status=ArtifactStatus.RUNNING).update(progress=artifact.progress)
+    artifact.progress = records.jsonable({**(artifact.progress or {}), **values})
+    artifact.save_progress()
     broadcast.artifact_progress(artifact)
 
 
@@ -204,19 +212,15 @@ def _epoch_reporter(artifact: Artifact, keys: tuple[str, ...]):
     return report
 
 
-def _store(artifact: Artifact, package: engine_bridge.ModelPackage, metrics: dict, filename: str) -> None:
+def _store(artifact: Artifact, package: packaging.ModelPackage, metrics: dict, filename: str) -> None:
     artifact.file.save(filename, ContentFile(package.zip_bytes), save=False)
     metrics = {**metrics, "exported_test_acc": package.test_acc, "files": package.files}
     progress = {**(artifact.progress or {}), "phase": "done"}
-    stored = Artifact.objects.filter(pk=artifact.pk, status=ArtifactStatus.RUNNING).update(
-        status=ArtifactStatus.READY, file=artifact.file.name, size_bytes=len(package.zip_bytes),
-        checksum=package.sha256, metrics=engine_bridge.jsonable(metrics), progress=engine_bridge.jsonable(progress),
-        error="", finished_at=timezone.now(),
-    )  # fmt: skip
+    stored = artifact.mark_ready(size_bytes=len(package.zip_bytes), checksum=package.sha256,
+                                 metrics=records.jsonable(metrics), progress=records.jsonable(progress))
     if not stored:  # deleted meanwhile (with its experiment): keep no orphan file
         artifact.file.storage.delete(artifact.file.name)
         return
-    artifact.refresh_from_db()
     broadcast.artifact_ready(artifact)
 
 
@@ -229,9 +233,9 @@ def _search_fields(trial: Trial) -> dict:
 
 def _package_trial(artifact: Artifact):
     experiment, trial = artifact.experiment, artifact.trial
-    search = engine_bridge.build_search(experiment, with_strategy=False)
+    search = build.build_search(experiment, with_strategy=False)
     try:
-        model = engine_bridge.load_trained_model(experiment, trial, search)
+        model = storage.load_trained_model(experiment, trial, search)
     except OSError:  # the final export deleted the stored weights between the check and the read
         model = None
     metrics = {**(trial.metrics or {}), "objective": trial.objective, "retrained": model is None}
@@ -242,7 +246,7 @@ def _package_trial(artifact: Artifact):
         # Exactly the call run_trial made (minus the latency measurement, which trains nothing):
         # same candidate, budget, estimator and search seed, hence the same trial seed.
         outcome = evaluate(
-            engine_bridge.candidate_of(trial), number=trial.number, space=search.space, estimator=search.estimator,
+            build.candidate_of(trial), number=trial.number, space=search.space, estimator=search.estimator,
             task=search.task, constraints=search.constraints, seed=experiment.seed,
             report=_epoch_reporter(artifact, TRIAL_CURVE_KEYS), measure_latency=False,
         )  # fmt: skip
@@ -259,14 +263,14 @@ def _package_trial(artifact: Artifact):
     title = f"best model (trial #{trial.number})" if best is not None and best.pk == trial.pk else (
         f"model of trial #{trial.number}"
     )
-    package = engine_bridge.export_package(experiment, trial, model, search, retrained=metrics["retrained"],
+    package = packaging.export_package(experiment, trial, model, search, retrained=metrics["retrained"],
                                            title=title, extra_results=extra)  # fmt: skip
     return package, metrics, f"experiment-{experiment.pk}-trial-{trial.number}-model.zip"
 
 
 def _retrain_on_train_and_val(artifact: Artifact):
     experiment, trial = artifact.experiment, artifact.trial
-    search = engine_bridge.build_search(experiment, with_strategy=False)
+    search = build.build_search(experiment, with_strategy=False)
     epochs = int((artifact.progress or {}).get("epochs") or default_retrain_epochs(experiment, trial))
     task = search.task
     merged = dataclasses.replace(
@@ -275,7 +279,7 @@ def _retrain_on_train_and_val(artifact: Artifact):
     arch = search.space.validate(trial.arch)
     seed = trial_seed(experiment.seed, search.space, arch, trial.budget or {})
     model = build_model(search.space, arch, task, seed)
-    config = {**engine_bridge.estimator_config(experiment), **TRAIN_AND_VAL_OVERRIDES, "epochs": epochs}
+    config = {**build.estimator_config(experiment), **TRAIN_AND_VAL_OVERRIDES, "epochs": epochs}
     estimator = create_estimator(experiment.estimator, **config)
     _save_progress(artifact, phase="training", epoch=0, epochs=epochs)
     # Budget keys override the estimator's options, so epochs and data fraction go here too.
@@ -307,7 +311,7 @@ def _retrain_on_train_and_val(artifact: Artifact):
         f"- Test accuracy of this retrained model: {trained['test_acc']:.4f} (test loss {trained['test_loss']:.4f}); "
         f"the search trial, trained on the training set alone, had {_fmt_acc(trial)}",
     )
-    package = engine_bridge.export_package(
+    package = packaging.export_package(
         experiment, trial, model, search, retrained=True, provenance=provenance, extra_results=extra,
         title=f"best architecture (trial #{trial.number}) retrained on train+val",
     )  # fmt: skip

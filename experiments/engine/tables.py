@@ -2,7 +2,7 @@
 
 The estimator reads a CSV from a path on the server. A person must never be able to point it at
 an arbitrary file there, so the web side stores only a table's file name, lists the choices from
-the folder, and resolves a name to a path here (the form, the serializer and engine_bridge all
+the folder, and resolves a name to a path here (the form, the serializer and engine.build all
 call `resolve_table`): a name with a folder in it, a hidden file, anything that is not a .csv,
 and anything whose real path (symlinks followed) leaves the folder is refused.
 """
