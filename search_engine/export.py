@@ -4,8 +4,12 @@ One directory per model:
 
     model.pt             TorchScript (torch.jit.trace in eval mode), any batch size
     model.onnx           ONNX with a dynamic batch dimension, checked against PyTorch with onnxruntime
-    weights.safetensors  the state dict (never pickle); rebuilt through the search space
+    weights.safetensors  the network's state dict (never pickle); rebuilt through the search space
     architecture.json    space, space config, architecture, input/label description, metrics
+
+model.pt and model.onnx take the source data's raw rows (`raw_input` in architecture.json, see
+rawinput.py) and return class probabilities: preprocessing + network + softmax in one graph.
+weights.safetensors holds the bare network, which takes standardised input and returns logits.
 
 ONNX: torch >= 2.9 exports through torch.export by default (`dynamo=True`, which needs
 onnxscript); that path is used first with a dynamic batch `Dim`. A model torch.export cannot
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .rawinput import example_raw_batch, raw_input_model, raw_input_spec
 from .task import Task
 from .types import Architecture
 
@@ -64,7 +69,8 @@ def export_model(
 ) -> dict[str, Path]:
     """Write the requested formats plus architecture.json into `out_dir`; returns format -> path.
 
-    The model is exported from the CPU in eval mode; its training flag is restored afterwards.
+    The network is exported from the CPU in eval mode, wrapped in its raw-input preprocessing and a
+    softmax for TorchScript and ONNX; its training flag is restored afterwards.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
@@ -74,17 +80,19 @@ def export_model(
     model = model.to("cpu")
     was_training = model.training
     model.eval()
+    spec = raw_input_spec(task)
+    graph = raw_input_model(model, task).eval()
     # Batch 2, not 1: torch.export specialises a size-1 dimension to a constant.
-    example = _example_batch(task.input_shape, 2)
+    example = example_raw_batch(spec, 2)
     paths: dict[str, Path] = {}
     checks: dict[str, Any] = {}
     try:
         if "torchscript" in formats:
             paths["torchscript"] = out / FILENAMES["torchscript"]
-            checks["torchscript_max_abs_diff"] = _export_torchscript(model, example, paths["torchscript"])
+            checks["torchscript_max_abs_diff"] = _export_torchscript(graph, example, paths["torchscript"], spec)
         if "onnx" in formats:
             paths["onnx"] = out / FILENAMES["onnx"]
-            checks.update(_export_onnx(model, example, paths["onnx"], task))
+            checks.update(_export_onnx(graph, example, paths["onnx"], task))
         if "weights" in formats:
             from safetensors.torch import save_model
 
@@ -104,6 +112,8 @@ def export_model(
         "num_classes": task.num_classes,
         "class_names": list(task.class_names),
         "normalize": task.meta.get("normalize"),
+        "raw_input": spec,
+        "outputs": "probabilities",
         "metrics": dict(metrics or {}),
         "torch_version": torch.__version__,
         "files": {fmt: path.name for fmt, path in paths.items()},
@@ -112,13 +122,6 @@ def export_model(
     paths["architecture"] = out / FILENAMES["architecture"]
     paths["architecture"].write_text(json.dumps(_jsonable(description), indent=2, allow_nan=False) + "\n")
     return paths
-
-
-def _example_batch(input_shape, batch: int) -> torch.Tensor:
-    # Random rather than zeros so that a wrong export cannot match by accident; own generator,
-    # so exporting does not move torch's global RNG.
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn((batch, *input_shape), generator=generator)
 
 
 @contextlib.contextmanager
@@ -145,7 +148,7 @@ def _max_abs_diff(a, b) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
 
 
-def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> float:
+def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, spec: dict) -> float:
     # Tracing handles every built-in space (no data-dependent control flow), where scripting
     # trips over ordinary Python in forward(). torch.jit is deprecated but still the format
     # that libtorch / C++ deployments load.
@@ -153,7 +156,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> 
         traced = torch.jit.trace(model, example, check_trace=False)
         traced.save(str(path))
         # Another batch size than the one traced: catches a batch size baked into a reshape.
-        check = _example_batch(example.shape[1:], 3)
+        check = example_raw_batch(spec, 3)
         diff = _max_abs_diff(torch.jit.load(str(path))(check), model(check))
     if not diff <= TOLERANCE:
         raise ExportError(f"TorchScript output differs from PyTorch by {diff:.3g} (> {TOLERANCE})")
@@ -169,17 +172,18 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, task: Task
                     batch = torch.export.Dim("batch", min=1, max=1 << 20)
                     torch.onnx.export(
                         model, (example,), str(path), dynamo=True, external_data=False,
-                        input_names=["input"], output_names=["logits"],
+                        input_names=["input"], output_names=["probabilities"],
                         dynamic_shapes=({0: batch},), verbose=False,
                     )  # fmt: skip
                 else:
                     torch.onnx.export(
                         model, (example,), str(path), dynamo=False,
-                        input_names=["input"], output_names=["logits"],
-                        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                        input_names=["input"], output_names=["probabilities"],
+                        dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
                     )  # fmt: skip
             _add_onnx_metadata(path, task)
-            diff = max(verify_onnx(model, path, _example_batch(task.input_shape, n)) for n in (1, 3))
+            spec = raw_input_spec(task)
+            diff = max(verify_onnx(model, path, example_raw_batch(spec, n)) for n in (1, 3))
         except Exception as exc:  # any exporter failure: try the other one, report both
             errors.append(f"{exporter} exporter: {type(exc).__name__}: {str(exc)[:500]}")
             continue
@@ -200,6 +204,7 @@ def _add_onnx_metadata(path: Path, task: Task) -> None:
         "class_names": json.dumps(list(task.class_names)),
         "normalize": json.dumps(_jsonable(task.meta.get("normalize"))),
         "input_shape": json.dumps(list(task.input_shape)),
+        "raw_input": json.dumps(_jsonable(raw_input_spec(task))),
     }
     for key, value in entries.items():
         prop = proto.metadata_props.add()
@@ -208,16 +213,17 @@ def _add_onnx_metadata(path: Path, task: Task) -> None:
 
 
 def verify_onnx(model: nn.Module, onnx_path: str | Path, example: torch.Tensor) -> float:
-    """Max abs difference between onnxruntime's and PyTorch's (eval-mode, CPU) outputs on `example`."""
+    """Max abs difference between onnxruntime's and PyTorch's (eval-mode, CPU) outputs on `example`
+    (rows of the graph's input type: `model` is the wrapped graph the file was exported from)."""
     session = _onnx_session(Path(onnx_path), threads=1)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            expected = model.to("cpu")(example.to("cpu", torch.float32))
+            expected = model.to("cpu")(example.to("cpu"))
     finally:
         model.train(was_training)
-    got = session.run(None, {session.get_inputs()[0].name: example.numpy().astype(np.float32)})[0]
+    got = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
     return _max_abs_diff(got, expected)
 
 
@@ -243,17 +249,18 @@ def _jsonable(value):
 
 
 class OnnxModel:
-    """An onnxruntime session with `predict(x) -> logits` (NumPy in, NumPy out)."""
+    """An onnxruntime session with `predict(raw rows) -> probabilities` (NumPy in, NumPy out)."""
 
     def __init__(self, session, description: dict | None = None):
         self.session = session
         self.input_name = session.get_inputs()[0].name
+        self.input_dtype = np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else np.float32
         self.description = description or {}
 
     def predict(self, x) -> np.ndarray:
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
-        return self.session.run(None, {self.input_name: np.asarray(x, dtype=np.float32)})[0]
+        return self.session.run(None, {self.input_name: np.asarray(x, dtype=self.input_dtype)})[0]
 
     __call__ = predict
 
@@ -278,9 +285,10 @@ def read_description(path_or_dir: str | Path) -> dict:
 def load_model(path_or_dir: str | Path, format: str = "weights"):
     """Load an exported model.
 
-    weights      -> nn.Module rebuilt from architecture.json through its search space, eval mode
-    torchscript  -> torch.jit.ScriptModule, eval mode
-    onnx         -> OnnxModel (onnxruntime) with predict(numpy) -> logits
+    weights      -> the network (nn.Module) rebuilt from architecture.json through its search space,
+                    eval mode: standardised input, logits out
+    torchscript  -> torch.jit.ScriptModule, eval mode: raw input, probabilities out
+    onnx         -> OnnxModel (onnxruntime) with predict(raw numpy rows) -> probabilities
 
     `path_or_dir` is the export directory or the file itself. Anything missing, garbled or
     inconsistent raises ModelFileError naming the file.
@@ -313,14 +321,16 @@ TEST_BATCH = 512
 def exported_test_accuracy(folder: str | Path, task: Task, format: str = "torchscript") -> float | None:
     """Test accuracy of the model as loaded back from its exported file (not the one in memory),
     so the figure a package reports is the one its file gives; None when the task has no test rows.
+    TorchScript and ONNX get the raw test rows, the weights' network the standardised ones.
     A missing or unreadable file raises ModelFileError as `load_model` does."""
     n = len(task.y_test)
     if not n:
         return None
     model = load_model(folder, format=format)
+    X = task.X_test if format == "weights" or task.X_test_raw is None else torch.from_numpy(task.X_test_raw)
     correct = 0
     for start in range(0, n, TEST_BATCH):
-        logits = torch.as_tensor(model(task.X_test[start : start + TEST_BATCH]))
+        logits = torch.as_tensor(model(X[start : start + TEST_BATCH]))
         correct += int((logits.argmax(dim=1) == task.y_test[start : start + TEST_BATCH]).sum())
     return correct / n
 

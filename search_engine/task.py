@@ -21,7 +21,10 @@ class Task:
     input_shape: tuple[int, ...]  # (features,) for tabular data, (C, H, W) for images
     num_classes: int
     class_names: list[str] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)  # preprocessing, source file, seed
+    meta: dict[str, Any] = field(default_factory=dict)  # preprocessing, source file, seed, split
+    # The test rows as the exported model takes them (meta["raw_input"]): the source data before
+    # any scaling, reshaping or standardisation, so an export can be re-measured on what users feed it.
+    X_test_raw: np.ndarray | None = None
 
     @property
     def kind(self) -> str:
@@ -80,13 +83,21 @@ def make_task(
     seed: int = 0,
     standardize: bool = True,
     meta: dict | None = None,
+    raw: np.ndarray | None = None,
 ) -> Task:
     """Build a Task from arrays: seeded stratified split; features standardised with train stats.
 
     `y` must hold integer class ids 0..K-1. For images, X is (N, C, H, W) in [0, 1] and is
     normalised with one train-set mean/std (kept in `meta["normalize"]` for export).
+
+    `raw` is the same rows as the source holds them (a loader's `meta["raw_input"]` says how they map
+    to X); without it X itself, before standardisation, is what an exported model takes.
+    `meta["split"]` records the row indices of train/val/test, in X's row order.
     """
     X = np.asarray(X, dtype=np.float32)
+    if raw is None:
+        raw = X
+        meta = {**(meta or {}), "raw_input": default_raw_input(X.shape[1:])}
     y = np.asarray(y, dtype=np.int64)
     num_classes = int(y.max()) + 1 if len(y) else 0
     input_shape = tuple(input_shape or X.shape[1:])
@@ -105,6 +116,7 @@ def make_task(
             X = (X - mean) / std
             meta["normalize"] = {"mean": mean.tolist(), "std": std.tolist()}
     meta["split_seed"] = seed
+    meta["split"] = {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return Task(
         name=name,
@@ -118,4 +130,19 @@ def make_task(
         num_classes=num_classes,
         class_names=list(class_names or [str(i) for i in range(num_classes)]),
         meta=meta,
+        X_test_raw=np.ascontiguousarray(raw[test]),
     )
+
+
+def default_raw_input(shape: tuple[int, ...]) -> dict:
+    """The input description of arrays handed straight to make_task: used as they are."""
+    return {
+        "source": "arrays",
+        "dtype": "float32",
+        "shape": [int(d) for d in shape],
+        "scale": None,
+        "layout": "reshape",
+        "labels": "index",
+        "file": "data.npz",
+        "description": f"float32 arrays of shape (N, {', '.join(str(int(d)) for d in shape)}), as given to make_task",
+    }

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data, export
+from .. import data, export, package
 from ..constraints import Constraints
 from ..estimators.base import Estimator
 from ..loop import SearchResult, ranked_outcomes, run_search
@@ -76,7 +76,7 @@ def cmd_run(args) -> int:
     setup.out.mkdir(parents=True, exist_ok=True)
     exported, export_error = None, ""
     try:
-        exported = export_best(result, setup.space, setup.task, setup.out / "best")
+        exported = export_best(result, setup.space, setup.task, setup.out / "best", setup.spec)
     except (export.ExportError, export.ModelFileError) as exc:
         export_error = str(exc)
     results_path = write_results(setup, config, result, front, exported, export_error)
@@ -203,30 +203,38 @@ def print_summary(result: SearchResult, setup: RunSetup, exported: dict | None, 
     if exported is None:
         print(f"estimator {setup.estimator.name!r} trains no network: nothing to export")
         return 0
-    for fmt, path in exported["files"].items():
-        print(f"  {fmt:<12s} {path}")
+    for name, path in exported["files"].items():
+        print(f"  {name:<20s} {path}")
     others = ", ".join(f"{fmt} {pct(acc)}" for fmt, acc in exported["test_acc_by_format"].items()
-                       if fmt != "torchscript")
+                       if fmt != "onnx")
     print(f"exported best model test accuracy: {pct(exported['test_acc'])} on {exported['test_samples']} "
-          f"test samples, re-measured from {exported['files'].get('torchscript', 'the export')}"
+          f"test samples, re-measured from {exported['folder']}/model.onnx on the raw data"
           + (f" ({others})" if others else ""))
+    print(f"run it on your data: python {exported['folder']}/predict.py INPUT (see MODEL_CARD.md)")
     return 0
 
 
-def export_best(result: SearchResult, space, task, folder: Path) -> dict | None:
-    """Export the best network, then re-measure its test accuracy from each exported file."""
+def export_best(result: SearchResult, space, task, folder: Path, spec: dict | None = None) -> dict | None:
+    """Write the best network's full package (package.write_package), then re-measure its test
+    accuracy from each exported file; the package's own figure is model.onnx on the raw data file."""
     best = result.best
     if best is None or best.model is None:
         return None
-    paths = export.export_model(
-        best.model, best.arch, space.name, space.config, task, folder, metrics=best.metrics
-    )
-    accuracy = {fmt: export.exported_test_accuracy(folder, task, format=fmt)
-                for fmt in export.FORMATS if fmt in paths}
+    source = next((spec[kind] for kind in ("csv", "npz", "zip") if spec and kind in spec), None)
+    info = package.write_package(folder, model=best.model, arch=best.arch, space=space, task=task,
+                                 metrics=best.metrics, card=package.CardContext(search=search_lines(best, space)),
+                                 source=source)  # fmt: skip
+    accuracy = {fmt: export.exported_test_accuracy(folder, task, format=fmt) for fmt in ("torchscript", "weights")}
+    accuracy["onnx"] = info.test_acc
     return {
         "folder": str(folder),
-        "files": {fmt: str(path) for fmt, path in paths.items()},
-        "test_acc": accuracy.get("torchscript", next(iter(accuracy.values()), None)),
+        "files": {name: str(folder / name) for name in info.files},
+        "test_acc": info.test_acc,
         "test_acc_by_format": accuracy,
-        "test_samples": len(task.y_test),
+        "test_samples": info.test_total,
     }
+
+
+def search_lines(best, space) -> list[str]:
+    return [f"- Space `{space.name}` {json.dumps(space.config, sort_keys=True)}",
+            f"- Best trial #{best.number}: `{space.describe(best.arch)}`"]

@@ -188,6 +188,7 @@ def _finish(
     test_fraction: float,
     seed: int,
     meta: dict,
+    raw: np.ndarray | None = None,
 ) -> Task:
     _check_classes(file, label_field, y, class_names, val_fraction, test_fraction, seed)
     meta = {"source": source, **meta}
@@ -200,5 +201,6 @@ def _finish(
         test_fraction=test_fraction,
         seed=seed,
         meta=meta,
+        raw=raw,
     )
 

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from ..package.predict import fit_image
 from ..task import Task
 from .common import (
     DatasetError,
@@ -32,8 +33,6 @@ from .common import (
 IMAGE_FORMATS = ("PNG", "JPEG")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 JUNK_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini"})
-GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _READ_CHUNK = 1 << 20
 
 
@@ -83,7 +82,7 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, limit: in
 
 def _decode_image(file: str, entry: str, data: bytes, size: int, max_pixels: int):
     """(resized PIL image in L or RGB, whether the original was grayscale)."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
@@ -95,19 +94,9 @@ def _decode_image(file: str, entry: str, data: bytes, size: int, max_pixels: int
                     f"is {width}x{height} pixels, over the limit of {max_pixels} "
                     f"(max_image_pixels); scale it down first",
                 )
-            # JPEG can decode at 1/2..1/8 scale directly, much cheaper for photos shrunk to a thumbnail.
-            img.draft(img.mode, (size, size))
-            gray = img.mode in GRAY_MODES
-            img = ImageOps.exif_transpose(img)
-            if img.mode in SIXTEEN_BIT_MODES:
-                img = Image.fromarray(
-                    (np.asarray(img, dtype=np.float32) / 257.0).clip(0, 255).astype(np.uint8)
-                )
-            if img.mode in ("RGBA", "LA", "La", "PA", "RGBa") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            img = img.convert("L" if gray else "RGB")
-            return img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), gray
+            # The package's predict.py prepares images with the same function, so a download
+            # sees exactly what training saw.
+            return fit_image(img, size)
     except DatasetError:
         raise
     except Image.DecompressionBombError:
@@ -274,11 +263,12 @@ def _decode_entries(
     return decoded, labels, all_gray
 
 
-def _stack_images(decoded: list, image_size: int, channels: int) -> np.ndarray:
-    """(N, C, H, W) float32 in 0..1."""
+def _stack_images(decoded: list, image_size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """((N, C, H, W) float32 in 0..1, the same as (N, H, W, C) uint8: what an exported model takes)."""
     mode = "L" if channels == 1 else "RGB"
-    X = np.stack([np.asarray(img.convert(mode), dtype=np.uint8) for img in decoded])
-    return (X.reshape(len(X), image_size, image_size, channels).transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+    raw = np.stack([np.asarray(img.convert(mode), dtype=np.uint8) for img in decoded])
+    raw = raw.reshape(len(raw), image_size, image_size, channels)
+    return (raw.transpose(0, 3, 1, 2) / 255.0).astype(np.float32), raw
 
 
 def load_image_zip(
@@ -316,14 +306,31 @@ def load_image_zip(
         decoded, labels, all_gray = _decode_entries(zf, file, labelled, classes, image_size, limits)
 
     channels = 1 if (grayscale if grayscale is not None else all_gray) else 3
-    X = _stack_images(decoded, image_size, channels)
+    X, raw = _stack_images(decoded, image_size, channels)
     y = np.asarray(labels, dtype=np.int64)
     source_record = {
         "zip": file, "image_size": image_size, "grayscale": grayscale, "seed": seed,
         "val_fraction": val_fraction, "test_fraction": test_fraction,
     }  # fmt: skip
-    meta = {"pixel_range": [0.0, 1.0], "channels": channels, "ignored_entries": ignored}
-    return _finish(
+    meta = {"pixel_range": [0.0, 1.0], "channels": channels, "ignored_entries": ignored,
+            "raw_input": _zip_raw_input(file, image_size, channels)}  # fmt: skip
+    task = _finish(
         name or _stem(file), X, y, classes, file=file, label_field="classes", source=source_record,
-        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta,
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta, raw=raw,
     )  # fmt: skip
+    # Entry names rather than row numbers: a person has the files, not the loader's row order.
+    task.meta["split"] = {part: [labelled[i][1].filename for i in rows] for part, rows in task.meta["split"].items()}
+    return task
+
+
+def _zip_raw_input(file: str, image_size: int, channels: int) -> dict:
+    color = "grayscale" if channels == 1 else "RGB"
+    return {
+        "source": "zip", "file": file, "dtype": "uint8", "shape": [image_size, image_size, channels],
+        "scale": 255.0, "layout": "NHWC", "labels": "value", "image_size": image_size, "channels": channels,
+        "description": (
+            f"{color} images as uint8 arrays of shape (N, {image_size}, {image_size}, {channels}) (height, width, "
+            f"channels; values 0-255): PNG or JPEG files resized (bilinear, not cropped) to "
+            f"{image_size}x{image_size}, transparency flattened onto white; the model divides by 255"
+        ),
+    }  # fmt: skip

@@ -207,17 +207,39 @@ def load_npz(
     y, class_names = _npz_labels(file, y)
 
     meta: dict[str, Any] = {}
+    raw = X.astype(np.uint8 if X.dtype == np.uint8 else np.float32, copy=False)
     if X.ndim == 2:
         X = X.astype(np.float32)
         meta["features"] = [f"x{i}" for i in range(X.shape[1])]
     else:
         X, meta["pixel_range"] = _images_from_array(file, X, channels_last)
+    # The loader's own rule (channel-first wins when both axes could be channels).
+    last = arrays["X"].ndim == 4 and (arrays["X"].shape[1] not in (1, 3) if channels_last is None else channels_last)
+    meta["raw_input"] = _npz_raw_input(file, arrays["X"], bool(last))
     source_record = {
         "npz": file, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
         "channels_last": channels_last,
     }  # fmt: skip
     return _finish(
         name or _stem(file), X, y, class_names, file=file, label_field="y", source=source_record,
-        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta,
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta, raw=raw,
     )  # fmt: skip
+
+
+def _npz_raw_input(file: str, stored: np.ndarray, channels_last: bool) -> dict:
+    """The exported model takes X as stored in the file (uint8 as uint8, other numbers as float32),
+    and does the loader's transpose and scaling itself."""
+    shape = [int(d) for d in stored.shape[1:]]
+    dtype = "uint8" if stored.dtype == np.uint8 else "float32"
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(stored.dtype) if stored.ndim > 2 else None
+    layout = "(N, H, W, C)" if channels_last else {2: "(N, features)", 3: "(N, H, W)", 4: "(N, C, H, W)"}[stored.ndim]
+    return {
+        "source": "npz", "file": file, "dtype": dtype, "shape": shape, "scale": scale,
+        "layout": "NHWC" if channels_last else "reshape", "labels": "value", "n_rows": int(len(stored)),
+        "description": (
+            f"an NPZ whose array X is laid out as in `{file}`: {layout}, shape (N, {', '.join(map(str, shape))}), "
+            f"{stored.dtype} values" + (f" (0-{scale:g}; the model divides by {scale:g})" if scale else "")
+            + ("" if dtype == str(stored.dtype) else f", passed to the model as {dtype}")
+        ),
+    }  # fmt: skip
 

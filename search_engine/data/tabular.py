@@ -343,9 +343,43 @@ def load_csv(
         "test_fraction": test_fraction, "exclude": list(exclude), "delimiter": table.delimiter,
         "max_rows": max_rows, "max_features": max_features, "max_categories": max_categories,
     }  # fmt: skip
-    meta = {"features": feature_names, "categorical": categorical, "target": target}
+    meta = {"features": feature_names, "categorical": categorical, "target": target,
+            "raw_input": _csv_raw_input(table, target, feature_indices, categorical, list(exclude))}  # fmt: skip
     return _finish(
         name or _stem(file), X, y, class_names, file=file, label_field="target", source=source_record,
-        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta,
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta, raw=X,
     )  # fmt: skip
+
+
+def _csv_raw_input(
+    table: _CsvTable, target: str, feature_indices: list[int], categorical: dict, exclude: list[str]
+) -> dict:
+    """How a row of the file becomes the exported model's input, exactly as load_csv encodes it.
+
+    The graph takes the feature columns in file order as float32, each text column replaced by its
+    one-hot block (categories sorted); predict.py does that encoding, the graph the standardisation."""
+    features = []
+    for index in feature_indices:
+        column = table.columns[index]
+        if column in categorical:
+            features.append({"name": column, "kind": "categorical", "categories": list(categorical[column])})
+        else:
+            features.append({"name": column, "kind": "numeric"})
+    width = sum(len(f.get("categories", ())) or 1 for f in features)
+    labels = table.column(table.columns.index(target))
+    numeric_target = all(_as_number(v) is not None for v in labels)
+    text = [f["name"] for f in features if f["kind"] == "categorical"]
+    return {
+        "source": "csv", "file": table.file, "delimiter": table.delimiter, "columns": list(table.columns),
+        "target": target, "target_kind": "numeric" if numeric_target else "text", "excluded": exclude,
+        "features": features, "n_rows": len(table.rows), "dtype": "float32", "shape": [width],
+        "scale": None, "layout": "reshape", "labels": "value",
+        "missing": "refused (empty, NA, N/A, NaN, null, ? and #N/A count as missing); nothing is imputed",
+        "encoded_in": "predict.py" if text else "graph",
+        "description": (
+            f"the rows of a CSV with the columns of `{table.file}` (delimiter {table.delimiter!r}, UTF-8, "
+            f"header row); features: {', '.join(f['name'] for f in features)}, numbers as written"
+            + (f"; text columns {', '.join(text)} are one-hot encoded by predict.py" if text else "")
+        ),
+    }  # fmt: skip
 

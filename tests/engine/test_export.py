@@ -13,6 +13,7 @@ import torch
 from search_engine import export
 from search_engine.estimators.training import evaluate_accuracy
 from search_engine.export import ExportError, ModelFileError, export_model, load_model, verify_onnx
+from search_engine.rawinput import raw_input_model
 from search_engine.registry import create_space
 from search_engine.task import make_task
 
@@ -87,17 +88,23 @@ def test_it_describes_the_model_in_architecture_json(exported, digits):
 
 @pytest.mark.parametrize("fmt", ["weights", "torchscript", "onnx"])
 def test_it_round_trips_predictions(exported, digits, fmt):
+    # Since issue 10 model.pt / model.onnx take the raw rows and return probabilities (the network
+    # wrapped in its preprocessing and a softmax); the weights stay the bare network.
     model, _, _, out, _ = exported
     X = digits.X_test[:37]  # not the traced batch size
+    raw = torch.from_numpy(digits.X_test_raw[:37])
     loaded = load_model(out, format=fmt)
+    reference = _reference(model, X) if fmt == "weights" else _reference(raw_input_model(model, digits), raw)
     if fmt == "onnx":
-        got = loaded.predict(X.numpy())
+        got = loaded.predict(raw.numpy())
     else:
         assert not loaded.training
         with torch.inference_mode():
-            got = loaded(X).numpy()
-    assert np.abs(got - _reference(model, X)).max() <= TOLERANCE
+            got = loaded(X if fmt == "weights" else raw).numpy()
+    assert np.abs(got - reference).max() <= TOLERANCE
     assert (got.argmax(1) == _reference(model, X).argmax(1)).all()
+    if fmt != "weights":
+        assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_the_weights_rebuild_the_same_network(exported, digits):
@@ -113,12 +120,13 @@ def test_the_weights_rebuild_the_same_network(exported, digits):
 
 def test_verify_onnx_measures_the_difference(exported, digits):
     model, _, _, _, paths = exported
-    assert verify_onnx(model, paths["onnx"], digits.X_val[:5]) <= TOLERANCE
+    raw = torch.from_numpy(digits.X_test_raw[:5])  # the graph takes raw rows (issue 10)
+    assert verify_onnx(raw_input_model(model, digits), paths["onnx"], raw) <= TOLERANCE
     changed = load_model(paths["weights"])
     with torch.no_grad():
         for p in changed.parameters():
             p.add_(0.5)
-    assert verify_onnx(changed, paths["onnx"], digits.X_val[:5]) > 1e-2
+    assert verify_onnx(raw_input_model(changed, digits), paths["onnx"], raw) > 1e-2
 
 
 def test_it_exports_a_tabular_network_with_only_the_requested_formats(digits, tmp_path):
@@ -129,7 +137,7 @@ def test_it_exports_a_tabular_network_with_only_the_requested_formats(digits, tm
     assert set(paths) == {"torchscript", "weights", "architecture"}
     assert model.training, "export restores the training flag"
     assert torch.equal(torch.random.get_rng_state(), was_rng), "export must not draw from torch's RNG"
-    loaded = load_model(tmp_path)
+    loaded = load_model(tmp_path)  # the weights: the bare network
     X = digits.X_val[:9]
     assert np.abs(_reference(loaded, X) - _reference(model, X)).max() <= TOLERANCE
 

@@ -1,11 +1,11 @@
 """Model downloads: the streamed, permission-checked ZIP; packages of any completed trial made by a
 background job; the best architecture retrained on train+val.
 
-Models run OUTSIDE the app: a clean `python -I -c` that imports only torch, onnxruntime and numpy
-(django, search_engine, experiments and nasweb are made unimportable) loads the unzipped
-TorchScript and ONNX files, runs the code the model card gives, and measures accuracy on the test
-split, passed as .npy files. The split's tensors are already normalised (the export records the
-normalisation in architecture.json; the model expects normalised input), so X_test goes in as is.
+Models run OUTSIDE the app, as a user with only the ZIP and their original data would run them:
+the package is unzipped into a temporary folder with the raw source data next to it (a built-in
+dataset's NPZ made with the command the card gives, an upload's own file), and `python -I` from that
+folder (no Django, no search_engine) runs TorchScript and ONNX on the raw test rows, `predict.py
+--rows test` and the card's python block, each of which must give the card's test accuracy.
 
 Actors run in-process (actor.fn) against the test database, their messages captured by `outbox`
 and played back by `drain`, as in test_tasks.py. Experiments are tiny: digits, mlp, random, 3
@@ -14,6 +14,7 @@ trials of one epoch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -30,7 +31,7 @@ from experiments.choices import ArtifactKind, ArtifactStatus, ExperimentStatus, 
 from experiments.engine import build
 from experiments.jobs import actors, locks, packages
 from experiments.live import broadcast, payloads
-from experiments.models import ActivityLog, ActivityVerb, Artifact
+from experiments.models import ActivityLog, ActivityVerb, Artifact, Dataset
 from tests.web.actors import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit must fire (jobs are sent on commit)
@@ -78,7 +79,7 @@ def _artifact(experiment, trial=None, *, status=ArtifactStatus.READY, body=b"PK 
 
 # Running a package outside the app ------------------------------------------------------------------
 OUTSIDE = r"""
-import json, pathlib, re, sys
+import json, pathlib, sys
 for name in ("django", "search_engine", "experiments", "nasweb"):
     sys.modules[name] = None  # any import of these fails: the package must stand alone
 import numpy as np, onnxruntime as ort, torch
@@ -91,36 +92,75 @@ with torch.no_grad():
     ts_pred = scripted(torch.from_numpy(X)).argmax(1).numpy()
 session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
 onnx_pred = session.run(None, {session.get_inputs()[0].name: X})[0].argmax(1)
-
-# The card's own snippets, run as a user would, in the unzipped folder.
-import os
-os.chdir(model_dir)
-card = (model_dir / "MODEL_CARD.md").read_text()
-snippets = []
-for code in re.findall(r"```python\n(.*?)```", card, flags=re.S):
-    scope = {}
-    exec(code, scope)
-    snippets.append([len(code.strip().splitlines()), list(scope["predicted_class"].shape)])
 print(json.dumps({"torchscript_correct": int((ts_pred == y).sum()), "onnx_correct": int((onnx_pred == y).sum()),
-                  "n": int(len(y)), "snippets": snippets,
+                  "n": int(len(y)),
                   "foreign": sorted(m for m, mod in sys.modules.items()
                                      if mod is not None and m.split(".")[0] in ("django", "search_engine"))}))
 """
 
 
-def run_outside(zip_bytes: bytes, experiment, tmp_path) -> dict:
-    folder = tmp_path / f"outside-{uuid.uuid4().hex[:6]}"
-    with zipfile.ZipFile(__import__("io").BytesIO(zip_bytes)) as zf:
-        zf.extractall(folder / "model")
-    task = build.load_task(experiment.dataset, experiment.seed)
-    np.save(folder / "X_test.npy", task.X_test.numpy().astype(np.float32))
-    np.save(folder / "y_test.npy", task.y_test.numpy().astype(np.int64))
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", OUTSIDE, str(folder)], cwd=folder, capture_output=True, text=True, timeout=180,
-        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
+def _python_outside(folder, *args: str, home) -> subprocess.CompletedProcess:
+    # -I and a bare environment: no PYTHONPATH, no user site, no script folder on sys.path.
+    return subprocess.run(
+        [sys.executable, "-I", *args], cwd=folder, capture_output=True, text=True, timeout=180,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(home)},
     )  # fmt: skip
+
+
+def _place_raw_data(model_dir, experiment) -> str:
+    """The dataset's raw file next to the unzipped package, under the name the card gives it; for
+    a built-in dataset made exactly as the card says."""
+    raw_input = json.loads((model_dir / "architecture.json").read_text())["raw_input"]
+    dataset = experiment.dataset
+    if dataset.source == "builtin":
+        card = (model_dir / "MODEL_CARD.md").read_text()
+        command = re.search(r"```sh\npython -c '(.*?)'\n```", card).group(1)
+        assert command == "; ".join(raw_input["make_file"])
+        done = subprocess.run([sys.executable, "-c", command], cwd=model_dir, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    else:
+        with dataset.file.open("rb") as src:
+            (model_dir / raw_input["file"]).write_bytes(src.read())
+    return raw_input["file"]
+
+
+def run_outside(zip_bytes: bytes, experiment, tmp_path) -> dict:
+    """Unzip the package, put the raw source data next to it and run, with `python -I` from that
+    folder: TorchScript and ONNX on the raw test rows, predict.py --rows test, the card's snippet."""
+    folder = tmp_path / f"outside-{uuid.uuid4().hex[:6]}"
+    model_dir = folder / "model"
+    with zipfile.ZipFile(__import__("io").BytesIO(zip_bytes)) as zf:
+        zf.extractall(model_dir)
+    task = build.load_task(experiment.dataset, experiment.seed)
+    np.save(folder / "X_test.npy", task.X_test_raw)  # the rows as the source holds them
+    np.save(folder / "y_test.npy", task.y_test.numpy().astype(np.int64))
+    done = _python_outside(folder, "-c", OUTSIDE, str(folder), home=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    raw_file = _place_raw_data(model_dir, experiment)
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    result["card_accuracy"] = re.search(r"Test accuracy of the exported model .*: \*\*([0-9.]+) \(", card).group(1)
+    done = _python_outside(model_dir, "predict.py", raw_file, "--rows", "test", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result["predict_accuracy"] = re.search(r"^accuracy ([0-9.]+) \(", done.stdout, re.M).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    assert len(blocks) == 1
+    (model_dir / "card_snippet.py").write_text(blocks[0])
+    done = _python_outside(model_dir, "card_snippet.py", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result["snippet_output"] = done.stdout.strip()
+    return result
+
+
+def assert_reproduced(result: dict, reported: float) -> None:
+    """The card's accuracy is the trial's, and predict.py and the snippet print it on the raw data."""
+    assert result["torchscript_correct"] / result["n"] == reported
+    assert result["onnx_correct"] / result["n"] == reported
+    assert result["card_accuracy"] == f"{reported:.4f}"
+    assert result["predict_accuracy"] == result["card_accuracy"]
+    assert result["snippet_output"] == f"accuracy {result['card_accuracy']}"
+    assert result["foreign"] == []
 
 
 def download(client, artifact) -> bytes:
@@ -193,18 +233,50 @@ def test_the_best_models_zip_runs_outside_the_app_with_the_reported_test_accurac
     # The card: dataset, test metrics, measured params / FLOPs / latency against limits, seeds,
     # versions, and code that loads and runs the model.
     for needle in ("digits", "Test accuracy", "| params |", "| flops |", "| latency_ms |", "trial seed",
-                   "Search seed 0", "torch ", "onnxruntime ", "torch.jit.load", "ort.InferenceSession"):  # fmt: skip
+                   "Search seed 0", "torch ", "onnxruntime ", "torch.jit.load", "ort.InferenceSession",
+                   f'project "{finished.project.name}"', "built-in `digits`", "python predict.py digits.npz"):  # fmt: skip
         assert needle in card, needle
-    assert description["normalize"] is not None  # the model expects normalised input
+    assert {"labels.json", "split.json", "predict.py"} <= set(zf.namelist())
+    # Since issue 10 the model takes load_digits().data as it is and standardises inside the graph.
+    assert description["normalize"] is not None and description["raw_input"]["scale"] == 16.0
 
     result = run_outside(blob, finished, tmp_path)
     reported = best.metrics["test_acc"]
-    assert result["torchscript_correct"] / result["n"] == reported
-    assert result["onnx_correct"] / result["n"] == reported
-    assert result["snippets"] == [[3, [1]], [3, [1]]]  # both snippets are three lines and predict a class
-    assert result["foreign"] == []
+    assert_reproduced(result, reported)
+    assert artifact.metrics["exported_test_acc"] == reported
     print(f"\nbest trial #{best.number}: reported test_acc {reported:.4f}; outside the app TorchScript "
           f"{result['torchscript_correct']}/{result['n']}, ONNX {result['onnx_correct']}/{result['n']}")  # fmt: skip
+
+
+def test_an_uploaded_csvs_package_runs_on_the_file_itself(experiment_factory, project, owner, outbox,
+                                                          viewer_client, tmp_path):  # fmt: skip
+    from sklearn.datasets import load_iris
+
+    d = load_iris()
+    lines = ["sepal length,sepal width,petal length,petal width,species"]
+    lines += [",".join([*(f"{v:g}" for v in row), str(d.target_names[t])]) for row, t in zip(d.data, d.target)]
+    body = ("\n".join(lines) + "\n").encode()
+    dataset = Dataset(project=project, name="flowers", source="csv", options={"target": "species"},
+                      checksum=hashlib.sha256(body).hexdigest(), size_bytes=len(body), created_by=owner)  # fmt: skip
+    dataset.file.save("flowers.csv", ContentFile(body), save=False)
+    dataset.save()
+    experiment = experiment_factory(name="Flowers MLP", dataset=dataset)
+    experiment.start(by=owner)
+    drain(outbox)
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.COMPLETED, experiment.status_message
+    best = experiment.best_trial()
+    artifact = Artifact.objects.get(experiment=experiment, kind=ArtifactKind.MODEL_ZIP)
+    blob = download(viewer_client, artifact)
+    with zipfile.ZipFile(__import__("io").BytesIO(blob)) as zf:
+        card = zf.read("MODEL_CARD.md").decode()
+        assert json.loads(zf.read("labels.json")) == ["setosa", "versicolor", "virginica"]
+    assert f"uploaded CSV `flowers.csv` (sha256 {dataset.checksum})" in card
+    assert "python predict.py flowers.csv --rows test" in card
+    result = run_outside(blob, experiment, tmp_path)
+    assert_reproduced(result, best.metrics["test_acc"])
+    print(f"\nuploaded CSV, best trial #{best.number}: card {result['card_accuracy']}, predict.py "
+          f"{result['predict_accuracy']}, snippet {result['snippet_output']}")
 
 
 # Packages of any completed trial ----------------------------------------------------------------------
@@ -261,8 +333,7 @@ def test_a_non_best_trials_package_is_made_by_a_job_and_reproduces_its_accuracy(
         card = zf.read("MODEL_CARD.md").decode()
     assert f"model of trial #{other.number}" in card and "equal to the trial's" in card
     result = run_outside(blob, experiment, tmp_path)
-    assert result["torchscript_correct"] / result["n"] == reported
-    assert result["onnx_correct"] / result["n"] == reported
+    assert_reproduced(result, reported)
     print(f"\nnon-best trial #{other.number}: reported test_acc {reported:.4f}; job's retrain "
           f"{artifact.metrics['retrained_test_acc']:.4f}; outside the app TorchScript "
           f"{result['torchscript_correct']}/{result['n']}, ONNX {result['onnx_correct']}/{result['n']}")  # fmt: skip
@@ -395,7 +466,7 @@ def test_retraining_the_best_on_train_and_val_makes_its_own_package(finished, cl
     assert "retrained on train+val" in card and "no early stopping" in card
     assert re.search(rf"Test accuracy of this retrained model: {metrics['test_acc']:.4f}", card)
     result = run_outside(blob, finished, tmp_path)
-    assert result["torchscript_correct"] / result["n"] == metrics["test_acc"]
+    assert_reproduced(result, metrics["test_acc"])
     print(f"\nretrained on train+val ({metrics['train_samples']} samples, 2 epochs): test_acc {metrics['test_acc']:.4f} "
           f"(trial: {best.metrics['test_acc']:.4f}); outside the app TorchScript "
           f"{result['torchscript_correct']}/{result['n']}")  # fmt: skip
