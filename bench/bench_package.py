@@ -2,7 +2,7 @@
 package in OUT/best/ run as a user would (python -I from the folder, load_digits().data saved as the
 card says): the card's test accuracy, predict.py --rows test and the card's python block.
 
-    python bench/package_reproduce.py [--trials 3] [--epochs 3]
+    python bench/bench_package.py [--trials 3] [--epochs 3]
 """
 
 from __future__ import annotations
