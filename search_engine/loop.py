@@ -6,6 +6,9 @@ Two layers, so the web workers and the CLI share every step:
   asked again (bounded).
 - `evaluate` builds the network deterministically, runs the estimator, then measures latency.
 `run_search` is the single-process loop with a budget and callbacks (the CLI uses it).
+
+Both take `build=False` when nothing needs the network (`needs_network`): a table lookup with
+no constraint then never builds one, which is most of a tabular trial's time otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch import nn
 
 from .constraints import Constraints, feasible, violations
 from .estimators.base import Estimator
-from .rules import best_key, best_of, counts_against_budget, is_scored, params_of
+from .rules import CONSTRAINT_KEYS, best_key, best_of, counts_against_budget, is_scored, params_of
 from .runtime import derive_seed, seeded
 from .spaces.base import SearchSpace
 from .strategies.base import Strategy
@@ -101,6 +104,14 @@ def static_check(space: SearchSpace, arch: Architecture, task: Task, constraints
     return constraints.static_values(build_model(space, arch, task, 0), task)
 
 
+def needs_network(estimator: Estimator, constraints: Constraints) -> bool:
+    """False when neither the estimator nor a constraint looks at the built network: then
+    params/FLOPs/size/latency are not computed (a table that has them reports them itself)."""
+    # Estimators declare `needs_model = False` (the tabular one); any other needs the network.
+    wants_model = getattr(estimator, "needs_model", True)
+    return wants_model or any(getattr(constraints, key) is not None for key in CONSTRAINT_KEYS)
+
+
 def static_metrics(values: dict[str, dict]) -> dict[str, Any]:
     return {k: v["value"] for k, v in values.items()}
 
@@ -114,9 +125,13 @@ def propose(
     constraints: Constraints,
     next_number: int,
     max_infeasible: int = 200,
+    build: bool = True,
 ) -> tuple[list[tuple[Candidate, dict]], list[Outcome]]:
     """Up to `n` statically feasible candidates (each with its constraint values) and the
-    infeasible ones met on the way, already numbered, in the order they were proposed."""
+    infeasible ones met on the way, already numbered, in the order they were proposed.
+
+    `build=False` (see needs_network) skips the static check: every candidate is accepted
+    with no constraint values."""
     space = strategy.space
     strategy.bind_task(task)
     history = list(history)
@@ -131,7 +146,7 @@ def propose(
             break
         for cand in candidates:
             arch = space.validate(cand.arch)
-            values = static_check(space, arch, task, constraints)
+            values = static_check(space, arch, task, constraints) if build else {}
             record = TrialRecord(number, arch, "queued", budget=cand.budget, meta=cand.meta)
             if feasible(values):
                 accepted.append((Candidate(arch, cand.budget, cand.meta), values))
@@ -167,12 +182,15 @@ def evaluate(
     report: ReportFn | None = None,
     measure_latency: bool = True,
     static_values: dict[str, dict] | None = None,
+    build: bool = True,
 ) -> Outcome:
     """Build, estimate and measure one candidate. Never raises for a bad trial: a failure is
     an Outcome with state `failed` and a traceback summary.
 
     `static_values` are the ones `propose` already computed for this candidate (same space,
-    task and constraints); passing them skips counting params/FLOPs/size a second time."""
+    task and constraints); passing them skips counting params/FLOPs/size a second time.
+    `build=False` (see needs_network) gives the estimator no network (model=None) and
+    computes no static values or latency."""
     arch = space.validate(candidate.arch)
     started = time.perf_counter()
     outcome = Outcome(
@@ -192,10 +210,15 @@ def evaluate(
 
     try:
         seed_for_trial = trial_seed(seed, space, arch, candidate.budget)
-        model = build_model(space, arch, task, seed_for_trial)
+        model = build_model(space, arch, task, seed_for_trial) if build else None
         # FLOP counting runs a forward pass under a dispatch mode: on nb201 it costs more
         # than building the network, so the values from propose are reused when given.
-        values = static_values if static_values is not None else constraints.static_values(model, task)
+        if not build:
+            values = {}
+        elif static_values is not None:
+            values = static_values
+        else:
+            values = constraints.static_values(model, task)
         values = {k: dict(v) for k, v in values.items()}
         outcome.metrics.update(static_metrics(values))
         outcome.constraints = values
@@ -210,7 +233,7 @@ def evaluate(
             _record_pruned(outcome, pruned, last_reported)
             return outcome
         _record_result(outcome, result)
-        if measure_latency:
+        if measure_latency and build:
             measured = constraints.measured_values(model, task)
             outcome.constraints.update(measured)
             outcome.metrics.update(static_metrics(measured))
@@ -302,6 +325,8 @@ def run_search(
     constraints = constraints or Constraints()
     budget = budget or Budget()
     callbacks = callbacks or Callbacks()
+    strategy.check_budget(budget.trials)
+    build = needs_network(estimator, constraints)
     outcomes: list[Outcome] = []
     best: Outcome | None = None
     started = time.perf_counter()
@@ -313,7 +338,7 @@ def run_search(
         history = [o.record() for o in outcomes]
         accepted, infeasible = propose(
             strategy, history, 1, task=task, constraints=constraints,
-            next_number=len(outcomes), max_infeasible=budget.max_infeasible,
+            next_number=len(outcomes), max_infeasible=budget.max_infeasible, build=build,
         )
         for outcome in infeasible:
             outcomes.append(outcome)
@@ -335,7 +360,7 @@ def run_search(
         report = (lambda step, m, n=number: callbacks.on_epoch(n, step, m)) if callbacks.on_epoch else None
         outcome = evaluate(
             candidate, number=number, space=space, estimator=estimator, task=task,
-            constraints=constraints, seed=seed, report=report, static_values=static_values,
+            constraints=constraints, seed=seed, report=report, static_values=static_values, build=build,
         )
         is_better = outcome is best_of_outcomes([outcome] if best is None else [best, outcome])
         if is_better:

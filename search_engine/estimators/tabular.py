@@ -11,6 +11,16 @@ is a CSV with a header row, one row per architecture, keyed by the NAS-Bench-201
 - `cost_column` (optional) is the simulated training time in seconds; it becomes the trial's
   `cost_s`, so accuracy can be plotted against simulated time. Without it `cost_s` is the
   (tiny) lookup time.
+- `budget_columns` (optional) maps epoch budgets to columns, e.g. "12:val_acc_12,200:val_acc_200"
+  (NAS-Bench-201 after 12 and after 200 epochs). A trial with budget {"epochs": e} reads the
+  column of the smallest listed budget >= e, so Hyperband's promotions see the better-trained
+  value; a trial without an epochs budget reads the largest; one above the largest fails,
+  naming the option. The value is reported as `objective_column` (which then need not be a
+  column) and the budget read as `table_epochs`.
+- A first column with an empty name (the index `DataFrame.to_csv()` writes) is ignored.
+
+The estimator declares `needs_model = False`: with no constraint set, the loop never builds
+the network (params/FLOPs/latency are then only known if the table reports them).
 
 The table is parsed and checked once per (path, modification time, size) and shared by every
 estimator in the process. Bad tables fail at construction with a DatasetError naming the file,
@@ -20,6 +30,7 @@ trial fail with a message naming it (the loop records a failed trial and the sea
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -43,6 +54,15 @@ _NB201 = NB201Space()  # only its string conversion is used: C and N do not matt
 
 class ArchitectureNotInTable(LookupError):
     """Raised from estimate(): the loop records that trial as failed, with this message."""
+
+
+class BudgetNotInTable(LookupError):
+    """Raised from estimate() for an epoch budget above every column of budget_columns."""
+
+
+# The name given to an unnamed leading index column; angle brackets keep it out of the way of
+# real column names, and messages leave it out.
+_INDEX_COLUMN = "<unnamed index>"
 
 
 @dataclass(frozen=True)
@@ -91,17 +111,19 @@ def load_table(path: str, key_column: str, numeric: dict[str, bool], delimiter: 
 
 
 def _parse(path: str, key_column: str, numeric: dict[str, bool], delimiter: str) -> Table:
-    csv_table = _read_csv(path, max_bytes=MAX_TABLE_BYTES, max_rows=MAX_TABLE_ROWS, delimiter=delimiter)
+    csv_table = _read_csv(_name_the_index(path, delimiter), max_bytes=MAX_TABLE_BYTES,
+                          max_rows=MAX_TABLE_ROWS, delimiter=delimiter)
     file, columns = csv_table.file, csv_table.columns
+    listed = ", ".join(c for c in columns if c != _INDEX_COLUMN)
     if key_column not in columns:
         if _looks_like_key(columns[0]):
             raise DatasetError(file, "header", f"the first row looks like data ({columns[0]!r}), not column "
                                                f"names; add a header row naming the columns")
-        raise DatasetError(file, key_column, f"no such column (columns: {', '.join(columns)}); set key_column "
+        raise DatasetError(file, key_column, f"no such column (columns: {listed}); set key_column "
                                              f"to the column holding NAS-Bench-201 strings")
     for column, _ in numeric.items():
         if column not in columns:
-            raise DatasetError(file, column, f"no such column (columns: {', '.join(columns)})")
+            raise DatasetError(file, column, f"no such column (columns: {listed})")
     key_index = columns.index(key_column)
     value_indices = {column: columns.index(column) for column in numeric}
     rows: dict[str, dict[str, float]] = {}
@@ -122,6 +144,44 @@ def _parse(path: str, key_column: str, numeric: dict[str, bool], delimiter: str)
     return Table(file=file, columns=tuple(columns), rows=rows, lines=lines)
 
 
+def _name_the_index(path: str, delimiter: str):
+    """`path`, or the file's bytes with a name for an unnamed first column (pandas writes its
+    index that way: the header starts with the delimiter). The CSV reader insists on named
+    columns, which is right for datasets; here the index is simply never read."""
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_TABLE_BYTES + 1)
+    if len(raw) > MAX_TABLE_BYTES:
+        return path  # too big: the reader says so
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return path  # the reader names the bad byte
+    header, newline, rest = text.partition("\n")
+    for empty in (delimiter, '""' + delimiter):
+        if header.lstrip(" ").startswith(empty) and header.strip(" \r" + delimiter):
+            named = _INDEX_COLUMN + header.lstrip(" ")[len(empty) - len(delimiter):]
+            source = io.BytesIO((named + newline + rest).encode())
+            source.name = path  # messages name the user's file
+            return source
+    return path
+
+
+def _budget_columns(text: str) -> list[tuple[int, str]]:
+    """"12:val_acc_12,200:val_acc_200" -> [(12, "val_acc_12"), (200, "val_acc_200")], sorted."""
+    pairs: dict[int, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        epochs, sep, column = (piece.strip() for piece in item.partition(":"))
+        if not sep or not column or not epochs.isdigit() or int(epochs) < 1:
+            raise ConfigError("budget_columns", f"{item!r} is not EPOCHS:COLUMN with EPOCHS a positive "
+                                                f"integer (e.g. 12:val_acc_12,200:val_acc_200)")
+        if int(epochs) in pairs:
+            raise ConfigError("budget_columns", f"epochs {epochs} is listed twice")
+        pairs[int(epochs)] = column
+    return sorted(pairs.items())
+
+
 def _looks_like_key(text: str) -> bool:
     try:
         _NB201.from_string(text)
@@ -135,6 +195,7 @@ class TabularEstimator(Estimator):
     """Tabular benchmark: look each nb201 candidate's metrics up in a CSV (no training)."""
 
     trains_model = False
+    needs_model = False  # a lookup: the loop need not build the network (see loop.needs_network)
     options = {
         "path": Option(str, "", "the CSV table (one row per architecture, with a header row)"),
         "key_column": Option(str, "arch", "column holding the NAS-Bench-201 string of each architecture"),
@@ -144,6 +205,9 @@ class TabularEstimator(Estimator):
         "report_columns": Option(list, [], "columns reported beside the objective (comma separated)"),
         "cost_column": Option(str, "", "optional column of simulated training seconds, reported as cost_s"),
         "delimiter": Option(str, ",", "the CSV field separator"),
+        "budget_columns": Option(str, "", "epochs:column pairs, e.g. 12:val_acc_12,200:val_acc_200; a trial "
+                                          "with epochs e reads the smallest listed budget >= e, one "
+                                          "without an epochs budget the largest"),
     }
 
     def __init__(self, **config: Any):
@@ -153,8 +217,11 @@ class TabularEstimator(Estimator):
         for option in ("key_column", "objective_column"):
             if not self.config[option].strip():
                 raise ConfigError(option, "must name a column of the table")
+        self.budgets = _budget_columns(self.config["budget_columns"])
         numeric = {column: False for column in self.config["report_columns"]}
-        numeric[self.config["objective_column"]] = True  # objective and cost must be finite
+        # Objective and cost must be finite; with budget columns the objective is read from them.
+        for column in [column for _, column in self.budgets] or [self.config["objective_column"]]:
+            numeric[column] = True
         if self.config["cost_column"]:
             numeric[self.config["cost_column"]] = True
         if self.config["key_column"] in numeric:
@@ -184,8 +251,14 @@ class TabularEstimator(Estimator):
         started = time.perf_counter()
         _, row = self.lookup(arch)
         objective_column = self.config["objective_column"]
-        value = row[objective_column]
-        metrics: dict[str, Any] = {objective_column: value}
+        metrics: dict[str, Any] = {}
+        if self.budgets:
+            epochs, column = self._budget_column(budget)
+            metrics["table_epochs"] = epochs
+        else:
+            column = objective_column
+        value = row[column]
+        metrics[objective_column] = value
         for column in self.config["report_columns"]:
             metrics[column] = row[column]
         lookup_s = time.perf_counter() - started
@@ -194,6 +267,18 @@ class TabularEstimator(Estimator):
             cost_s = row[self.config["cost_column"]]
             metrics["simulated_cost_s"] = cost_s
         metrics["lookup_time_s"] = lookup_s
-        report(1, {k: v for k, v in metrics.items() if k != "lookup_time_s"})
+        report(1, {k: v for k, v in metrics.items() if k not in ("lookup_time_s", "table_epochs")})
         objective = value if self.config["direction"] == "max" else -value
         return Result(metrics=metrics, objective=objective, cost_s=cost_s)
+
+    def _budget_column(self, budget: dict[str, Any]) -> tuple[int, str]:
+        epochs = budget.get("epochs")
+        if epochs is None:
+            return self.budgets[-1]
+        for listed, column in self.budgets:
+            if listed >= epochs:
+                return listed, column
+        raise BudgetNotInTable(
+            f"budget_columns: no column for {epochs} epochs (the table lists up to {self.budgets[-1][0]}); "
+            f"add one or lower the strategy's max_epochs"
+        )

@@ -1,9 +1,10 @@
 """The Strategy interface (ask/tell, like Optuna's samplers).
 
 A strategy never evaluates and never touches storage. `ask(history, n)` is a pure function
-of (config, seed, history): randomness comes from a Generator seeded with the seed and the
-number of trials already in the history, so a worker can rebuild a strategy from the
-database at any point and get the same proposals. Strategies that learn (REINFORCE) replay
+of (config, seed, history): randomness comes from a Generator seeded with the strategy's
+name, the seed and the number of trials already in the history, so a worker can rebuild a
+strategy from the database at any point and get the same proposals, and two strategies run
+with one seed (random and hyperband, say) do not draw the same architectures. Strategies that learn (REINFORCE) replay
 the history; `state_dict()` is the JSON that rebuilds the object.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..registry import Option, resolve_options
+from ..runtime import derive_seed
 from ..spaces.base import SearchSpace
 from ..types import Candidate, TrialRecord
 
@@ -31,7 +33,13 @@ class Strategy(ABC):
         self.config = resolve_options(f"strategy {self.name!r}", self.options, config)
 
     def rng(self, history: list[TrialRecord], salt: int = 0) -> np.random.Generator:
-        return np.random.default_rng([self.seed, len(history), salt])
+        return np.random.default_rng([derive_seed(self.seed, self.name), len(history), salt])
+
+    def check_budget(self, trials: int) -> None:  # noqa: B027  (optional hook, not abstract)
+        """Raise ConfigError when the configuration cannot work within `trials` trials.
+
+        The budget is not part of a strategy's config, so whoever knows both (run_search, the
+        CLI, the web form) calls this before the search starts."""
 
     @abstractmethod
     def ask(self, history: list[TrialRecord], n: int = 1) -> list[Candidate]:
@@ -68,3 +76,19 @@ class Strategy(ABC):
             arch = self.space.sample(rng)
         seen.add(self.space.fingerprint(arch))
         return arch
+
+    def mutate_unseen(self, arch: dict, rng: np.random.Generator, seen: set[str]) -> dict | None:
+        """A mutation of `arch` not in `seen`, or None after max_resample tries.
+
+        Every one-step child may already be evaluated late in a search (nb201 has only 24
+        neighbours per cell), so after half the attempts keep walking away from `arch`
+        instead of retrying the same neighbourhood."""
+        child = arch
+        for attempt in range(self.max_resample):
+            base = arch if attempt < self.max_resample // 2 else child
+            child = self.space.mutate(base, rng)
+            fingerprint = self.space.fingerprint(child)
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                return child
+        return None

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..registry import ConfigError, Option, register_strategy
 from ..spaces.base import SearchSpace
-from ..types import Architecture, Candidate, TrialRecord
+from ..types import Candidate, TrialRecord
 from .base import Strategy
 
 
@@ -19,7 +19,9 @@ class RegularizedEvolution(Strategy):
 
     options = {
         "population_size": Option(int, 20, help="Population P: the last P scored trials; the first "
-                                                "P proposals are random.", min=2, max=10000),
+                                                "P proposals are random, so P must not exceed the "
+                                                "trial budget (that would be random search).",
+                                  min=2, max=10000),
         "sample_size": Option(int, 5, help="Tournament size S: the best of S random population "
                                            "members becomes the parent.", min=1, max=10000),
     }
@@ -31,6 +33,17 @@ class RegularizedEvolution(Strategy):
                 "sample_size",
                 f"must be <= population_size ({self.config['population_size']}), "
                 f"got {self.config['sample_size']}",
+            )
+
+    def check_budget(self, trials: int) -> None:
+        population_size = self.config["population_size"]
+        if population_size > trials:
+            # Every proposal of such a search is a warm-up sample: random search under another name.
+            raise ConfigError(
+                "population_size",
+                f"{population_size} exceeds the trial budget ({trials}): every trial would be a random "
+                f"warm-up sample; use population_size <= {trials} (and sample_size <= population_size) "
+                f"or the random strategy",
             )
 
     def ask(self, history: list[TrialRecord], n: int = 1) -> list[Candidate]:
@@ -50,7 +63,8 @@ class RegularizedEvolution(Strategy):
                 out.append(Candidate(arch=self.fresh_sample(rng, seen)))
                 continue
             parent = self._tournament(population, rng)
-            child = self._mutate_unseen(parent.arch, rng, seen)
+            # A random architecture is the last resort when every nearby one is taken.
+            child = self.mutate_unseen(parent.arch, rng, seen) or self.fresh_sample(rng, seen)
             out.append(Candidate(arch=child, meta={"parent": parent.number}))
         return out
 
@@ -60,17 +74,3 @@ class RegularizedEvolution(Strategy):
         # Ties go to the younger member (higher index), which favours fresh lineages.
         best = max(picked, key=lambda i: (population[i].objective, i))
         return population[best]
-
-    def _mutate_unseen(self, arch: Architecture, rng: np.random.Generator, seen: set[str]) -> Architecture:
-        # Every one-step child may already be evaluated late in a search (nb201 has only 24
-        # neighbours per cell), so after half the attempts keep walking away from the parent
-        # instead of retrying the same neighbourhood; a random architecture is the last resort.
-        child = arch
-        for attempt in range(self.max_resample):
-            base = arch if attempt < self.max_resample // 2 else child
-            child = self.space.mutate(base, rng)
-            fingerprint = self.space.fingerprint(child)
-            if fingerprint not in seen:
-                seen.add(fingerprint)
-                return child
-        return self.fresh_sample(rng, seen)

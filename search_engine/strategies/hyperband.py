@@ -144,7 +144,7 @@ class Hyperband(Strategy):
             bridge = OptunaTPE(self.space, n_startup_trials=self.config["min_points_in_model"],
                                multivariate=True, constant_liar=True)
             sampler_seed = int(self.rng(history, self._SAMPLER_SALT).integers(2**31 - 1))
-            archs = bridge.propose(model_records, [], len(slots), sampler_seed, rng, seen, self.fresh_sample)
+            archs = [arch for arch, _ in bridge.propose(model_records, len(slots), sampler_seed, rng, seen, self)]
         else:
             archs = [self.fresh_sample(rng, seen) for _ in slots]
         for slot, arch in zip(slots, archs):

@@ -13,7 +13,7 @@ from search_engine.constraints import Constraints, count_params
 from search_engine.estimators.base import Estimator
 from search_engine.loop import Callbacks, Outcome, best_of_outcomes, ranked_outcomes, run_search
 from search_engine.pareto import dominates, pareto_front, parse_objectives
-from search_engine.registry import Option, create_estimator, create_space, create_strategy
+from search_engine.registry import ConfigError, Option, create_estimator, create_space, create_strategy
 from search_engine.spaces.base import SearchSpace
 from search_engine.task import make_task
 from search_engine.types import COMPLETED, FAILED, INFEASIBLE, PRUNED, Budget, Result, TrialPruned
@@ -236,7 +236,9 @@ def test_it_keeps_the_trainers_scores_for_a_pruned_trial(iris):
 def test_it_is_deterministic_for_a_seed(iris):
     def run(seed):
         estimator = create_estimator("train", epochs=1, threads=1, device="cpu")
-        result = search(iris, strategy="evolution", estimator=estimator, trials=3, seed=seed)
+        # population_size fits the 3-trial budget (the default 20 is refused: random search).
+        result = search(iris, strategy="evolution", estimator=estimator, trials=3, seed=seed,
+                        strategy_config={"population_size": 2, "sample_size": 2})
         keys = ("val_acc", "val_loss", "test_acc", "train_loss", "params", "flops")
         return [(o.arch, {k: o.metrics[k] for k in keys}) for o in result.outcomes], result.best
 
@@ -297,8 +299,10 @@ def test_pareto_ignores_results_missing_a_value():
 def test_pareto_accepts_objects_with_metrics(iris):
     result = search(iris, trials=4)
     front = pareto_front(result.outcomes, ACC_PARAMS)
-    # InstantEstimator's score falls with size, so the smallest network dominates the rest.
-    assert front == [min(result.outcomes, key=lambda o: o.metrics["params"])]
+    # InstantEstimator's score falls with size, so the smallest network dominates the rest
+    # (two architectures differing only in dropout tie, and the front keeps ties).
+    smallest = min(o.metrics["params"] for o in result.outcomes)
+    assert front and front == [o for o in result.outcomes if o.metrics["params"] == smallest]
 
 
 def test_parse_objectives_rejects_a_bad_direction():
@@ -351,3 +355,49 @@ class ConstantEstimator(Estimator):
     def estimate(self, arch, model, task, budget, report):
         report(1, {"val_acc": 0.5})
         return Result({"val_acc": 0.5}, objective=0.5, cost_s=0.0)
+
+
+def test_it_refuses_an_evolution_population_larger_than_the_trial_budget(iris):
+    with pytest.raises(ConfigError) as excinfo:
+        search(iris, strategy="evolution", trials=8)
+    assert excinfo.value.field == "population_size"
+
+
+class LookupEstimator(ConstantEstimator):
+    """A table lookup: declares that it needs no network, and checks it gets none."""
+
+    name = "lookup"
+    needs_model = False
+
+    def estimate(self, arch, model, task, budget, report):
+        assert model is None
+        return super().estimate(arch, model, task, budget, report)
+
+
+class SpiedSpace(TinySpace):
+    def __init__(self):
+        super().__init__()
+        self.builds = 0
+
+    def build(self, arch, task):
+        self.builds += 1
+        return super().build(arch, task)
+
+
+def test_it_never_builds_a_network_nobody_needs(iris):
+    space = SpiedSpace()
+    result = search(iris, space=space, strategy="grid", estimator=LookupEstimator(), trials=3)
+
+    assert space.builds == 0
+    assert [o.state for o in result.outcomes] == [COMPLETED] * 3
+    assert all("params" not in o.metrics and "latency_ms" not in o.constraints for o in result.outcomes)
+
+
+def test_it_builds_the_network_when_a_constraint_needs_it(iris):
+    space = SpiedSpace()
+    result = search(iris, space=space, strategy="grid", estimator=LookupEstimator(), trials=3,
+                    constraints=Constraints(max_params=100))
+
+    assert space.builds >= 3
+    assert [o.state for o in result.outcomes].count(INFEASIBLE) == 1  # width 64 is over the limit
+    assert all("params" in o.metrics for o in result.outcomes)

@@ -11,6 +11,7 @@ import pytest
 from torch import nn
 
 from search_engine import (
+    SPACES,
     STRATEGIES,
     ConfigError,
     SearchSpace,
@@ -20,6 +21,7 @@ from search_engine import (
     load_builtin,
 )
 from search_engine.strategies.hyperband import hyperband_schedule
+from search_engine.strategies.tpe import OptunaTPE
 from search_engine.types import COMPLETED, FAILED, INFEASIBLE, QUEUED, RUNNING
 
 # -- spaces --------------------------------------------------------------------------------
@@ -305,11 +307,36 @@ def test_it_shuffles_the_grid_by_seed_and_keeps_the_order_across_asks():
 def test_it_refuses_a_grid_over_a_space_above_the_limit():
     space = nb201_space()
 
+    # The limit is explicit here: the default takes every shipped space (next test).
     with pytest.raises(ConfigError) as excinfo:
-        create_strategy("grid", space)
+        create_strategy("grid", space, limit=10_000)
 
     assert excinfo.value.field == "limit"
     assert len(create_strategy("grid", space, limit=20000).ask([], n=5)) == 5
+
+
+def test_it_allows_a_grid_over_every_shipped_space_by_default():
+    default_limit = STRATEGIES.get("grid").options["limit"].default
+    for name in SPACES.names():
+        assert create_space(name).cardinality() <= default_limit, name
+    # Enumerating mlp's 49,920 takes seconds; nb201 (refused with the old 10,000) shows the path.
+    assert len(create_strategy("grid", nb201_space()).ask([], n=3)) == 3
+
+
+# -- seeding across strategies ---------------------------------------------------------------
+
+
+def test_it_draws_a_different_stream_for_each_strategy_with_one_seed():
+    space = nb201_space()
+    first = {name: as_plain(create_strategy(name, space, seed=0).ask([], n=3))
+             for name in ("random", "hyperband", "evolution")}
+
+    archs = {name: [c["arch"] for c in cands] for name, cands in first.items()}
+    assert archs["random"] != archs["hyperband"]
+    assert archs["random"] != archs["evolution"]
+    assert archs["hyperband"] != archs["evolution"]
+    for name, cands in first.items():  # and each one is still deterministic
+        assert as_plain(create_strategy(name, space, seed=0).ask([], n=3)) == cands
 
 
 # -- evolution -------------------------------------------------------------------------------
@@ -350,6 +377,20 @@ def test_it_mutates_tournament_winners_from_the_youngest_scored_trials():
         assert child.meta["parent"] == 19
         parent = by_number[child.meta["parent"]]
         assert child.arch in space.neighbors(parent.arch)
+
+
+def test_it_refuses_a_population_larger_than_the_trial_budget():
+    strategy = create_strategy("evolution", ToySpace(), population_size=20, sample_size=5)
+
+    with pytest.raises(ConfigError) as excinfo:
+        strategy.check_budget(8)
+
+    assert excinfo.value.field == "population_size"
+    assert "trial budget (8)" in str(excinfo.value)
+    strategy.check_budget(20)  # P == budget still evolves nothing, but is allowed: warm-up only
+    for name in STRATEGIES.names():
+        if name != "evolution":
+            create_strategy(name, ToySpace()).check_budget(1)  # the others have no such limit
 
 
 def test_it_rejects_a_tournament_larger_than_the_population():
@@ -446,6 +487,49 @@ def test_it_concentrates_tpe_proposals_on_good_regions():
     random = np.mean([_mean_late_objective("random", space, landscape, s, budget=40) for s in seeds])
 
     assert tpe > random
+
+
+def _tpe_run(space, trials: int, **config) -> tuple[list[TrialRecord], list]:
+    landscape = Landscape(space, seed=5)
+    strategy = create_strategy("tpe", space, seed=0, **config)
+    history: list[TrialRecord] = []
+    candidates = []
+    while len(history) < trials:
+        (candidate,) = strategy.ask(history)
+        candidates.append(candidate)
+        history.append(_completed(len(history), candidate.arch, landscape(candidate.arch)))
+    return history, candidates
+
+
+def test_it_tells_tpe_duplicates_their_value_instead_of_falling_back_to_random():
+    # A small space and a long run, univariate: before, most late proposals were random samples.
+    space = ToySpace()
+    history, candidates = _tpe_run(space, 120, multivariate=False, n_startup_trials=5)
+
+    fallbacks = [c.meta.get("fallback") for c in candidates]
+    assert fallbacks.count("random") == 0
+    assert len({space.fingerprint(r.arch) for r in history}) == 120
+    # Told-back duplicates and the mutation fallback still depend on the history only.
+    rebuilt = create_strategy("tpe", space, seed=0, multivariate=False, n_startup_trials=5)
+    assert as_plain(rebuilt.ask(history[:100], n=2)) == as_plain(
+        create_strategy("tpe", space, seed=0, multivariate=False, n_startup_trials=5).ask(history[:100], n=2))
+    assert as_plain(rebuilt.ask(history[:60])) == [candidates[60].to_dict()]
+
+
+def test_it_tells_tpe_a_rejected_proposal_as_infeasible():
+    space = ToySpace()
+    rng = np.random.default_rng(0)
+    history = [_completed(i, space.sample(rng), float(i)) for i in range(6)]
+    history.append(TrialRecord(number=6, arch=space.sample(rng), state=INFEASIBLE))
+    bridge = OptunaTPE(space, n_startup_trials=3, multivariate=True, constant_liar=True)
+
+    trials = bridge.study(history, sampler_seed=0).trials
+
+    assert len(trials) == 7
+    assert trials[6].system_attrs["constraints"] == [1.0]
+    assert all(t.system_attrs["constraints"] == [0.0] for t in trials[:6])
+    assert "constraints" not in bridge.study(history[:6], sampler_seed=0).trials[0].system_attrs
+    assert len(create_strategy("tpe", space, seed=0, n_startup_trials=3).ask(history, n=3)) == 3
 
 
 def test_it_maps_mixed_type_choices_through_optuna_and_back():

@@ -13,7 +13,7 @@ import pytest
 from torch import nn
 
 from search_engine import Budget, ConfigError, DatasetError, create_estimator, create_space, make_task
-from search_engine.estimators.tabular import ArchitectureNotInTable
+from search_engine.estimators.tabular import ArchitectureNotInTable, BudgetNotInTable
 from search_engine.loop import run_search
 from search_engine.registry import STRATEGIES, create_strategy
 from search_engine.runtime import derive_seed
@@ -146,6 +146,97 @@ def test_it_refuses_other_spaces(table_path):
     with pytest.raises(ConfigError) as excinfo:
         tabular(table_path).estimate(arch, None, None, {}, lambda s, m: None)
     assert excinfo.value.field == "space" and "nb201" in str(excinfo.value)
+
+
+def test_it_ignores_an_unnamed_index_column_as_pandas_writes_it(tmp_path):
+    space = create_space("nb201")
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(3)]
+    keys = list(dict.fromkeys(space.to_string(a) for a in archs))
+    path = tmp_path / "pandas.csv"
+    # What DataFrame.to_csv() writes: an index column whose header cell is empty.
+    path.write_text(",arch,val_acc\n" + "".join(f"{i},{k},0.{i + 1}\n" for i, k in enumerate(keys)))
+
+    estimator = create_estimator("tabular", path=str(path))
+
+    for i, key in enumerate(keys):
+        assert estimator.table.rows[key] == {"val_acc": float(f"0.{i + 1}")}
+    path.write_text('"",arch,val_acc\n' + f"0,{keys[0]},0.5\n")
+    assert create_estimator("tabular", path=str(path)).table.rows[keys[0]] == {"val_acc": 0.5}
+    # Messages list the user's columns, not the name given to the index.
+    error = table_error(tmp_path, f",arch,acc\n0,{GOOD_KEY},0.9\n")
+    assert error.field == "val_acc" and "(columns: arch, acc)" in str(error)
+
+
+def budget_table(tmp_path) -> tuple[Path, dict[str, dict]]:
+    """Every nb201 cell with a value after 1, 3 and 9 epochs (better with more) and its params."""
+    _, rows = full_table()
+    table = {key: {"val_acc_1": round(row["val_acc"] - 0.3, 4), "val_acc_3": round(row["val_acc"] - 0.1, 4),
+                   "val_acc_9": row["val_acc"], "params": 1000 + int(row["train_time"])}
+             for key, row in rows.items()}
+    path = tmp_path / "budgets.csv"
+    lines = ["arch,val_acc_1,val_acc_3,val_acc_9,params"]
+    lines += [f"{k},{r['val_acc_1']},{r['val_acc_3']},{r['val_acc_9']},{r['params']}" for k, r in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path, table
+
+
+class NeverBuiltNB201(NB201Space):
+    def build(self, arch, task):
+        raise AssertionError("a table lookup without constraints must not build the network")
+
+
+def test_it_reads_the_column_of_each_hyperband_budget_without_building(tmp_path):
+    path, table = budget_table(tmp_path)
+    space = NeverBuiltNB201()
+    estimator = create_estimator("tabular", path=str(path), report_columns=["params"],
+                                 budget_columns="1:val_acc_1,3:val_acc_3,9:val_acc_9")
+
+    result = run_search(task=tiny_images(), space=space, strategy=create_strategy("hyperband", space, seed=0),
+                        estimator=estimator, budget=Budget(trials=20), seed=0)
+
+    completed = [o for o in result.outcomes if o.state == COMPLETED]
+    assert len(completed) == 20, [o.error for o in result.outcomes if o.state != COMPLETED][:1]
+    for outcome in completed:
+        epochs = outcome.budget["epochs"]
+        assert outcome.objective == table[space.to_string(outcome.arch)][f"val_acc_{epochs}"]
+        assert outcome.metrics["table_epochs"] == epochs
+        assert outcome.metrics["params"] == table[space.to_string(outcome.arch)]["params"]  # from the table
+        assert "flops" not in outcome.metrics and "latency_ms" not in outcome.constraints
+    promoted = [o for o in completed if o.meta["rung"] > 0]
+    assert promoted, "20 trials reach the second rung of the first bracket"
+    first_reads = {space.to_string(o.arch): o.objective for o in completed if o.meta["rung"] == 0}
+    assert all(o.objective > first_reads[space.to_string(o.arch)] for o in promoted
+               if space.to_string(o.arch) in first_reads)
+
+
+def test_it_maps_budgets_to_the_nearest_listed_one_above(tmp_path):
+    path, table = budget_table(tmp_path)
+    estimator = create_estimator("tabular", path=str(path), budget_columns="3:val_acc_3, 9:val_acc_9")
+    key = next(iter(table))
+    arch = NB201Space().from_string(key)
+
+    def read(budget):
+        return estimator.estimate(arch, None, None, budget, lambda s, m: None).objective
+
+    assert read({"epochs": 1}) == read({"epochs": 3}) == table[key]["val_acc_3"]
+    assert read({"epochs": 4}) == read({}) == table[key]["val_acc_9"]
+    with pytest.raises(BudgetNotInTable) as excinfo:
+        read({"epochs": 10})
+    assert "budget_columns" in str(excinfo.value) and "up to 9" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("text", ["12", "x:val_acc_1", "0:val_acc_1", "3:", "3:val_acc_3,3:val_acc_9"])
+def test_it_names_bad_budget_columns(tmp_path, text):
+    path, _ = budget_table(tmp_path)
+    with pytest.raises(ConfigError) as excinfo:
+        create_estimator("tabular", path=str(path), budget_columns=text)
+    assert excinfo.value.field == "budget_columns"
+
+
+def test_it_names_a_missing_budget_column(tmp_path):
+    error = table_error(tmp_path, f"arch,val_acc\n{GOOD_KEY},0.9\n", budget_columns="12:val_acc_12")
+    assert error.field == "val_acc_12" and "no such column" in str(error)
 
 
 # -- bad tables ----------------------------------------------------------------------------
