@@ -35,7 +35,9 @@ from search_engine.types import Budget  # noqa: E402
 
 def one_run(task, args, strategy_name: str, seed: int) -> dict:
     space = create_space(args.space, **parse_key_values("space-opt", args.space_opt))
-    strategy = create_strategy(strategy_name, space, seed=seed)
+    # Evolution refuses a population larger than the budget (it would be random search).
+    sized = {"population_size": min(20, args.trials), "sample_size": min(5, args.trials)}
+    strategy = create_strategy(strategy_name, space, seed=seed, **(sized if strategy_name == "evolution" else {}))
     estimator = create_estimator(
         "train", epochs=args.epochs, data_fraction=args.data_fraction, threads=args.threads, device=args.device
     )

@@ -107,8 +107,7 @@ def static_check(space: SearchSpace, arch: Architecture, task: Task, constraints
 def needs_network(estimator: Estimator, constraints: Constraints) -> bool:
     """False when neither the estimator nor a constraint looks at the built network: then
     params/FLOPs/size/latency are not computed (a table that has them reports them itself)."""
-    # Estimators declare `needs_model = False` (the tabular one); any other needs the network.
-    wants_model = getattr(estimator, "needs_model", True)
+    wants_model = estimator.needs_model
     return wants_model or any(getattr(constraints, key) is not None for key in CONSTRAINT_KEYS)
 
 

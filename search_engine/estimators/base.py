@@ -16,6 +16,7 @@ class Estimator(ABC):
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     trains_model: ClassVar[bool] = True  # False for proxies / lookups: nothing to export
+    needs_model: ClassVar[bool] = True  # False for lookups: no network is built unless a constraint needs it
 
     def __init__(self, **config: Any):
         self.config = resolve_options(f"estimator {self.name!r}", self.options, config)

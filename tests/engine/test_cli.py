@@ -82,7 +82,8 @@ def test_it_writes_the_results(tiny_run):
     for trial in results["trials"]:
         assert trial["state"] == "completed"
         assert {"val_acc", "test_acc", "params", "flops", "latency_ms"} <= set(trial["metrics"])
-    best = max(results["trials"], key=lambda t: (t["objective"], -t["number"]))
+    # The shared rule: the highest objective, ties to the smaller model, then the earlier trial.
+    best = max(results["trials"], key=lambda t: (t["objective"], -t["metrics"]["params"], -t["number"]))
     assert results["best"]["number"] == best["number"]
     assert results["pareto"] and all("val_acc" in p for p in results["pareto"])
     assert results["stopped_because"] == "trial budget spent"
