@@ -26,7 +26,6 @@ from .activity import ActivityLog
 from .datasets import Dataset
 from .projects import Project, StateError
 
-
 # ActivityVerb has no rename / delete of an experiment yet (choices.py needs the entries and a
 # migration): logged by their value, which the enum entries take over once they exist.
 EXPERIMENT_RENAMED = getattr(ActivityVerb, "EXPERIMENT_RENAMED", "experiment.renamed")
