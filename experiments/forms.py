@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.contrib import messages as flash
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
@@ -470,8 +471,16 @@ class RenameForm(forms.Form):
 
     name = forms.CharField(max_length=100, label="Name")
 
-    def error_line(self) -> str:
-        return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in self.errors.items())
+    @classmethod
+    def submit(cls, request, rename) -> None:
+        """Validate the POSTed name, call rename(name), and tell the person what happened."""
+        form = cls(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+            flash.error(request, f"Not renamed: {errors}")
+            return
+        rename(form.cleaned_data["name"])
+        flash.success(request, f"Renamed to “{form.cleaned_data['name']}”.")
 
 
 class CommentForm(forms.Form):

@@ -104,12 +104,7 @@ def _space_choices(experiment: Experiment) -> dict:
 def experiment_rename(request, pk: int):
     experiment = get_object_or_404(Experiment.objects.for_user(request.user).select_related("project"), pk=pk)
     experiment.project.require_role(request.user, Role.EDITOR)
-    form = RenameForm(request.POST)
-    if form.is_valid():
-        experiment.rename(form.cleaned_data["name"], by=request.user)
-        messages.success(request, f"Renamed to “{experiment.name}”.")
-    else:
-        messages.error(request, f"Not renamed: {form.error_line()}")
+    RenameForm.submit(request, lambda name: experiment.rename(name, by=request.user))
     return redirect("experiment-detail", pk=experiment.pk)
 
 

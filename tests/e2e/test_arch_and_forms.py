@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 
 USERNAME, PASSWORD = "e2e-arch", "e2e-password-123"
 CELL = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
+SHOTS = Path("/tmp")
 OTHER = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|skip_connect~2|"
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -127,6 +128,7 @@ def test_the_trial_page_draws_the_cell_and_copies_its_string(site, page):
     page.click("#copy-arch")
     page.wait_for_function("() => document.getElementById('copy-state').textContent !== ''")
     assert page.evaluate("navigator.clipboard.readText()") == CELL
+    page.screenshot(path=str(SHOTS / "nas_arch_trial.png"), full_page=True)
     assert page.errors == []
 
 
@@ -137,6 +139,7 @@ def test_hovering_a_trial_number_shows_its_drawing(site, page):
     link.hover()
     page.wait_for_selector("#arch-tooltip svg.arch-drawing")
     assert page.is_visible("#arch-tooltip") and len(drawn_edges(page, "#arch-tooltip")) == 4
+    page.screenshot(path=str(SHOTS / "nas_arch_tooltip.png"), full_page=True)
     page.mouse.move(5, 5)
     page.wait_for_selector("#arch-tooltip", state="hidden")
     assert page.errors == []
@@ -157,6 +160,7 @@ def test_the_diff_highlights_exactly_the_changed_edges(site, page):
     page.wait_for_selector("#chart-diff-curves .main-svg")
     names = page.evaluate("document.getElementById('chart-diff-curves').data.map(t => t.name)")
     assert names == ["#0 val_acc", "#0 train_acc", "#1 val_acc", "#1 train_acc"]
+    page.screenshot(path=str(SHOTS / "nas_arch_diff.png"), full_page=True)
     assert page.errors == []
 
 
@@ -165,6 +169,7 @@ def test_the_compare_page_draws_each_best_architecture(site, page):
     page.goto(f"/projects/{ids['project']}/compare/?ids={ids['cells']},{ids['mlp']}")
     page.wait_for_selector(f'#best-arch-grid figure[data-experiment="{ids["mlp"]}"] svg[data-space="mlp"]')
     assert len(drawn_edges(page, f'#best-arch-grid figure[data-experiment="{ids["cells"]}"]')) == 4
+    page.screenshot(path=str(SHOTS / "nas_arch_compare.png"), full_page=True)
     assert page.errors == []
 
 
@@ -226,6 +231,7 @@ def test_a_banner_says_when_a_watched_experiment_ends(site, page):
            f"transaction.atomic()(lambda: Experiment.objects.get(pk={ids['running']}).finish('completed'))()")  # fmt: skip
     page.wait_for_selector("#ended-banner:not([hidden])", timeout=30_000)
     assert "Watched search" in page.inner_text("#ended-banner") and "completed" in page.inner_text("#ended-banner")
+    page.screenshot(path=str(SHOTS / "nas_arch_banner.png"))
     assert page.errors == []
 
 
