@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.contrib import messages as flash
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
+from django.forms.utils import pretty_name
 
 from search_engine.data import BUILTIN_DATASETS
 from search_engine.registry import ConfigError
@@ -36,6 +38,9 @@ ONESHOT_PREFIX = "oneshot:"
 ONESHOT_LABELS = {"supernet": "One-shot: supernet (weight sharing)", "darts": "One-shot: DARTS"}
 TABULAR_PATH_FIELD = "estimator__tabular__path"
 BUILTIN_PREFIX = "builtin:"
+# Options the page does not offer because the experiment decides them: its one device field (the
+# worker applies it, and its own torch threads, to every estimator: engine/build.py).
+EXPERIMENT_DECIDES = {"estimator": ("device", "threads")}
 # Each column kind's initial choice, where the registry has it.
 INITIAL_COMPONENTS = {"space": "mlp", "strategy": "random", "estimator": "train"}
 # Serializer fields that map one to one onto a form field of the same name.
@@ -126,6 +131,16 @@ def _show(value) -> str:
     return str(value)
 
 
+def name_number_errors(form: forms.Form) -> None:
+    """A number input's error says which input and what it needs, so "abc" typed as the epochs
+    reads "epochs must be a whole number." next to the input, never a silent default."""
+    for name, field in form.fields.items():
+        if isinstance(field, (forms.IntegerField, forms.FloatField)):
+            label = field.label or pretty_name(name)
+            kind = "a whole number" if isinstance(field, forms.IntegerField) else "a number"
+            field.error_messages["invalid"] = f"{label} must be {kind}."
+
+
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=100)
     description = forms.CharField(required=False, max_length=MAX_DESCRIPTION_LENGTH,
@@ -202,6 +217,8 @@ class ExperimentForm(forms.Form):
         self.descriptions = {kind: component.describe() for kind, component in COMPONENTS.items()}
         for kind, described in self.descriptions.items():
             for component, info in described.items():
+                decided = EXPERIMENT_DECIDES.get(kind, ())
+                info["options"] = {k: o for k, o in info["options"].items() if k not in decided}
                 for option, option_info in info["options"].items():
                     field = _option_form_field(option_info)
                     field.label = option
@@ -220,6 +237,7 @@ class ExperimentForm(forms.Form):
                 help_text="a CSV table from the server's benchmark folder (TABULAR_BENCHMARK_DIR)" if tables
                 else "no tables yet: an administrator puts CSV files in the server's TABULAR_BENCHMARK_DIR",
             )  # fmt: skip
+        name_number_errors(self)
 
     # -- rendering ---------------------------------------------------------------------------
     def _components(self, kind: str) -> list[dict]:
@@ -395,10 +413,10 @@ def _as_input(field: forms.Field, value):
 def clone_initial(source: Experiment, form: ExperimentForm) -> dict:
     """The new-experiment form's values for a copy of `source` (serializers.clone_config, as the
     API's clone): name, dataset, components with every stored option, constraints, budget, seed
-    and device. The clone starts as a draft unless the person ticks "Start right away"."""
+    and device. "Start right away" starts ticked, as on the new-experiment form."""
     config = clone_config(source)
     initial = {name: config[name] for name in DIRECT_FIELDS}
-    initial.update(dataset=str(config["dataset"].pk), start_now=False)
+    initial["dataset"] = str(config["dataset"].pk)
     initial.update({k: v for k, v in (config["constraints"] or {}).items() if k in CONSTRAINT_KEYS and v is not None})
     components = [(kind, config[kind], config[f"{kind}_config"]) for kind in COLUMN_KINDS]
     if config["oneshot"]:
@@ -458,6 +476,23 @@ class InviteForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class RenameForm(forms.Form):
+    """A new name for an experiment or a dataset (both names are 100 characters at most)."""
+
+    name = forms.CharField(max_length=100, label="Name")
+
+    @classmethod
+    def submit(cls, request, rename) -> None:
+        """Validate the POSTed name, call rename(name), and tell the person what happened."""
+        form = cls(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+            flash.error(request, f"Not renamed: {errors}")
+            return
+        rename(form.cleaned_data["name"])
+        flash.success(request, f"Renamed to “{form.cleaned_data['name']}”.")
 
 
 class CommentForm(forms.Form):

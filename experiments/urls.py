@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from .views import compare, datasets, experiments, projects, team
+from .views import architectures, compare, datasets, experiments, projects, team
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -16,8 +16,13 @@ urlpatterns = [
     path("experiments/<int:pk>/clone/", compare.experiment_clone, name="experiment-clone"),
     # Comments (team.py); before the catch-all <action>/ below.
     path("experiments/<int:pk>/comments/", team.experiment_comment, name="experiment-comment"),
+    # Rename, delete (experiments.py) and the trial diff (architectures.py); before the catch-all too.
+    path("experiments/<int:pk>/rename/", experiments.experiment_rename, name="experiment-rename"),
+    path("experiments/<int:pk>/delete/", experiments.experiment_delete, name="experiment-delete"),
+    path("experiments/<int:pk>/diff/", architectures.trial_diff, name="trial-diff"),
     path("experiments/<int:pk>/<str:action>/", experiments.experiment_action, name="experiment-action"),
     path("trials/<int:pk>/", experiments.trial_detail, name="trial-detail"),
+    path("trials/<int:pk>/arch.svg", architectures.trial_arch_svg, name="trial-arch"),
     # Accounts and teams (team.py).
     path("signup/", team.signup, name="signup"),
     # Own template names: the admin's password pages keep theirs (registration/password_change_form.html).
@@ -35,5 +40,6 @@ urlpatterns = [
     path("projects/<int:pk>/datasets/new/", datasets.dataset_new, name="dataset-new"),
     path("datasets/<int:pk>/", datasets.dataset_detail, name="dataset-detail"),
     path("datasets/<int:pk>/delete/", datasets.dataset_delete, name="dataset-delete"),
+    path("datasets/<int:pk>/rename/", datasets.dataset_rename, name="dataset-rename"),
     path("comments/<int:pk>/delete/", team.comment_delete, name="comment-delete"),
 ]

@@ -26,6 +26,11 @@ from .activity import ActivityLog
 from .datasets import Dataset
 from .projects import Project, StateError
 
+# ActivityVerb has no rename / delete of an experiment yet (choices.py needs the entries and a
+# migration): logged by their value, which the enum entries take over once they exist.
+EXPERIMENT_RENAMED = getattr(ActivityVerb, "EXPERIMENT_RENAMED", "experiment.renamed")
+EXPERIMENT_DELETED = getattr(ActivityVerb, "EXPERIMENT_DELETED", "experiment.deleted")
+
 
 def budget_spent_q(prefix: str = "") -> Q:
     """`search_engine.rules.counts_against_budget` as a filter on finished trials, reached through
@@ -160,6 +165,27 @@ class Experiment(models.Model):
             transaction.on_commit(lambda: enqueue.discard_oneshot_checkpoint(self.pk))
         self.announce_status()
         ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_CANCELLED, self)
+
+    def rename(self, name: str, by=None) -> None:
+        """In any status: nothing the search runs or packages reads the name. A single-column
+        update, so a worker's status change committing meanwhile is not written back."""
+        previous = self.name
+        with transaction.atomic():
+            Experiment.objects.filter(pk=self.pk).update(name=name, updated_at=timezone.now())
+            self.name = name
+            ActivityLog.record(self.project_id, by, EXPERIMENT_RENAMED, self, previous_name=previous)
+
+    def delete_by(self, user) -> None:
+        """Delete a draft or finished experiment (with its trials) and log who did. Conditional, as
+        the API's delete: a start racing it either wins (the delete finds no row, StateError) or
+        loses (its UPDATE finds none), so a queued experiment is never orphaned."""
+        deletable = (ExperimentStatus.DRAFT, *TERMINAL_STATUSES)
+        with transaction.atomic():
+            ActivityLog.record(self.project_id, user, EXPERIMENT_DELETED, self, status=self.status)
+            deleted, _ = Experiment.objects.filter(pk=self.pk, status__in=deletable).delete()
+            if not deleted:
+                status = Experiment.objects.status_of(self.pk) or "deleted"
+                raise StateError(f"a {status} experiment can not be deleted; cancel it first")
 
     def mark_running(self) -> bool:
         """queued -> running, when a worker first works on the experiment (or after a resume).

@@ -10,12 +10,12 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from search_engine.registry import ConfigError, create_space
 from search_engine.rules import CONSTRAINT_LIMITS
 
-from ..choices import ACTIVE_STATUSES, ExperimentStatus, Role, TrialState, role_at_least
-from ..forms import ExperimentForm
+from ..choices import ACTIVE_STATUSES, TERMINAL_STATUSES, ExperimentStatus, Role, TrialState, role_at_least
+from ..forms import ExperimentForm, RenameForm
 from ..models import Experiment, Project, StateError, Trial
+from .architectures import arch_string, arch_svg, space_of
 
 ACTIONS = ("start", "pause", "resume", "cancel")
 # Which statuses each button applies to (the model's verbs decide; this only hides buttons).
@@ -31,7 +31,9 @@ ACTION_STATUSES = {
 def experiment_new(request, pk: int):
     project = get_object_or_404(Project.objects.for_user(request.user), pk=pk)
     project.require_role(request.user, Role.EDITOR)
-    form = ExperimentForm(project, request.POST or None)
+    # The dataset page's "New experiment" names its dataset: ?dataset=<id>.
+    initial = {"dataset": request.GET["dataset"]} if request.GET.get("dataset", "").isdigit() else {}
+    form = ExperimentForm(project, request.POST or None, initial=initial)
     experiment = form.save(request) if request.method == "POST" else None
     if experiment is not None:
         start = form.cleaned_data.get("start_now")
@@ -86,16 +88,38 @@ def experiment_detail(request, pk: int):
             "constraints": [
                 (metric, limits[limit]) for metric, limit in CONSTRAINT_LIMITS.items() if limits.get(limit) is not None
             ],
+            "deletable": experiment.status in (ExperimentStatus.DRAFT, *TERMINAL_STATUSES),
         },
     )
 
 
 def _space_choices(experiment: Experiment) -> dict:
     """Label -> allowed values, for the parallel-coordinates axes (categorical -> index)."""
+    space = space_of(experiment)
+    return space.choices() if space is not None else {}
+
+
+@login_required
+@require_POST
+def experiment_rename(request, pk: int):
+    experiment = get_object_or_404(Experiment.objects.for_user(request.user).select_related("project"), pk=pk)
+    experiment.project.require_role(request.user, Role.EDITOR)
+    RenameForm.submit(request, lambda name: experiment.rename(name, by=request.user))
+    return redirect("experiment-detail", pk=experiment.pk)
+
+
+@login_required
+@require_POST
+def experiment_delete(request, pk: int):
+    experiment = get_object_or_404(Experiment.objects.for_user(request.user).select_related("project"), pk=pk)
+    experiment.project.require_role(request.user, Role.EDITOR)
     try:
-        return create_space(experiment.space, **experiment.space_config).choices()
-    except (ConfigError, TypeError):
-        return {}
+        experiment.delete_by(request.user)
+    except StateError as exc:
+        messages.error(request, f"Cannot delete: {exc}.")
+        return redirect("experiment-detail", pk=experiment.pk)
+    messages.success(request, f"Experiment “{experiment.name}” deleted.")
+    return redirect("project-detail", pk=experiment.project_id)
 
 
 @login_required
@@ -140,6 +164,7 @@ def trial_detail(request, pk: int):
     experiment = trial.experiment
     points = list(trial.points.values("step", "values"))
     metrics = trial.metrics or {}
+    space = space_of(experiment)
     return render(
         request,
         "experiments/trial_detail.html",
@@ -149,6 +174,8 @@ def trial_detail(request, pk: int):
             "project": experiment.project,
             "metrics": [(k, round(v, 4) if isinstance(v, float) else v) for k, v in sorted(metrics.items())],
             "arch": list((trial.arch or {}).items()),
+            "arch_svg": arch_svg(space, trial.arch),
+            "arch_string": arch_string(space, trial.arch),
             "constraint_rows": _constraint_rows(trial),
             "page": {
                 "trial": trial.pk,

@@ -11,6 +11,7 @@ from ..registry import Option, register_space
 from ..task import Task
 from ..types import Architecture
 from .base import SearchSpace
+from .drawing import mlp_layers
 
 WIDTHS = [32, 64, 128, 256, 512]
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -106,6 +107,10 @@ class MLPSpace(SearchSpace):
             in_features = width
         layers.append(nn.Linear(in_features, task.num_classes))
         return nn.Sequential(*layers)
+
+    def draw(self, arch: Architecture, highlight=()) -> str:
+        """The layer stack as SVG (spaces/drawing.py)."""
+        return mlp_layers(self.validate(arch), highlight)
 
     def describe(self, arch: Architecture) -> str:
         widths = "-".join(str(arch[f"width_{i}"]) for i in range(1, arch["depth"] + 1))

@@ -9,6 +9,7 @@ from ..registry import ConfigError, Option, register_space
 from ..task import Task
 from ..types import Architecture
 from .base import SearchSpace
+from .drawing import mobilenet_stages
 
 DEPTHS = [1, 2, 3]
 KERNELS = [3, 5, 7]
@@ -136,6 +137,10 @@ class MobileNetSpace(SearchSpace):
                 c_in = c_out
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, task.num_classes)]
         return nn.Sequential(*layers)
+
+    def draw(self, arch: Architecture, highlight=()) -> str:
+        """The stage/block strip as SVG (spaces/drawing.py): kernel and expansion per block."""
+        return mobilenet_stages(self.validate(arch), self.widths, highlight)
 
     def describe(self, arch: Architecture) -> str:
         return " ".join(

@@ -15,6 +15,7 @@ from ..registry import ConfigError, Option, register_space
 from ..task import Task
 from ..types import Architecture
 from .base import SearchSpace
+from .drawing import nb201_cell
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NODES = 4
@@ -154,6 +155,10 @@ class NB201Space(SearchSpace):
 
     def describe(self, arch: Architecture) -> str:
         return self.to_string(arch)
+
+    def draw(self, arch: Architecture, highlight=()) -> str:
+        """The cell as an SVG DAG (spaces/drawing.py), `none` edges left out."""
+        return nb201_cell(self.validate(arch), highlight)
 
     def to_string(self, arch: Architecture) -> str:
         """The NAS-Bench-201 string, e.g. "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|...|"."""

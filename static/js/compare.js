@@ -7,6 +7,7 @@ import {
 } from "./live.js";
 import { COLORS, LEGEND, axis, baseLayout, bestSoFar, emptyNote, marker, react, splitFront, ticksFor } from "./charts.js";
 import { TERMINAL_TRIAL_STATES, beats, countsAgainstBudget, isScored } from "./rules.js";
+import { showArch } from "./arch.js";
 
 const page = pageData();
 const DASHES = ["solid", "dash", "dot", "dashdot"];
@@ -136,6 +137,20 @@ function render() {
   renderBestSoFar("chart-by-time", "finished_s", "seconds since the experiment started", "");
   renderFronts("chart-params", "params", "Parameters", "log");
   renderFronts("chart-latency", "latency_ms", "Latency (ms, batch 1)", "linear");
+  renderBestArchs();
+}
+
+// Each experiment's best architecture (the server's drawing), fetched again only when the best changes.
+function renderBestArchs() {
+  for (const e of state.experiments) {
+    const figure = document.querySelector(`#best-arch-grid figure[data-experiment="${e.id}"]`);
+    if (!figure || e.best_trial_id == null) continue;
+    const slot = figure.querySelector(".arch-slot");
+    if (slot.dataset.trial === String(e.best_trial_id)) continue;
+    figure.querySelector("[data-best-label]").innerHTML =
+      `<a href="${withId(page.urls.trial, e.best_trial_id)}">trial #${e.best_trial}</a> · ${fmtScore(e.best_objective)}`;
+    showArch(slot, page.urls.arch, e.best_trial_id);
+  }
 }
 
 function renderTable() {

@@ -3,6 +3,7 @@
 // lost event (a gap in the experiment's sequence numbers) re-reads the trial from the API.
 import { axis, baseLayout, react, stepAxis } from "./charts.js";
 import { SequencedStream, getJSON, pageData, streamOver, throttle } from "./live.js";
+import { bindCopyButtons } from "./arch.js";
 
 const page = pageData();
 const points = [...page.points];
@@ -39,6 +40,7 @@ function upsert(step, values) {
 }
 
 render();
+bindCopyButtons();
 if (page.state === "queued" || page.state === "running") {
   const schedule = throttle(render, 100);
   let socket = null;

@@ -378,7 +378,7 @@ def test_it_prefills_the_form_with_the_source_configuration(login, editor, exper
     assert values["dataset"] == str(source.dataset_id)
     assert (values["space"], values["strategy"], values["estimator"]) == ("mlp", "evolution", "train")
     assert values["seed"] == 1234 and values["budget_trials"] == 7 and values["max_params"] == 50000
-    assert values["max_flops"] is None and values["start_now"] is False
+    assert values["max_flops"] is None and values["start_now"] is True  # starts like a new experiment (issue 12)
     assert values["strategy__evolution__population_size"] == 4
     assert values["estimator__train__epochs"] == 1 and values["space__mlp__max_depth"] == 3
     assert "seed 1234 included" in response.content.decode()
@@ -390,7 +390,8 @@ def test_it_creates_the_clone_as_a_draft_that_remembers_its_source(login, editor
                                 status=ExperimentStatus.COMPLETED)  # fmt: skip
     client = login(editor)
     form = client.get(f"/experiments/{source.pk}/clone/").context["form"]
-    response = client.post(f"/experiments/{source.pk}/clone/", posted(form))
+    # The clone form starts ticked like the new one (issue 12); unticked, the clone stays a draft.
+    response = client.post(f"/experiments/{source.pk}/clone/", {**posted(form), "start_now": ""})
     clone = Experiment.objects.exclude(pk=source.pk).get()
     assert response.status_code == 302 and response["Location"] == f"/experiments/{clone.pk}/"
     assert clone.status == ExperimentStatus.DRAFT and clone.cloned_from == source
@@ -457,7 +458,7 @@ def test_a_clone_with_the_same_seed_searches_the_same_architectures(login, edito
     client = login(editor)
     client.post(
         f"/experiments/{source.pk}/clone/",
-        posted(client.get(f"/experiments/{source.pk}/clone/").context["form"]),
+        {**posted(client.get(f"/experiments/{source.pk}/clone/").context["form"]), "start_now": ""},
     )
     clone = Experiment.objects.get(cloned_from=source)
     run_search(outbox, clone)

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from experiments.choices import TrialState
-from experiments.forms import ExperimentForm, option_field_name
+from experiments.forms import EXPERIMENT_DECIDES, ExperimentForm, option_field_name
 from experiments.models import Dataset, Experiment, TrialMetric
 from search_engine.data import BUILTIN_DATASETS
 from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES
@@ -196,6 +196,9 @@ def test_it_lists_every_registered_option_and_builtin_dataset(login, editor, pro
             assert f'<option value="{name}"' in html, (kind, name)
             assert f'data-component="{name}"' in html
             for option in info["options"]:
+                if option in EXPERIMENT_DECIDES.get(kind, ()):  # the one device field decides (issue 12)
+                    assert f'name="{option_field_name(kind, name, option)}"' not in html, (kind, name, option)
+                    continue
                 assert f'name="{option_field_name(kind, name, option)}"' in html, (kind, name, option)
     for name in BUILTIN_DATASETS:
         assert f'value="builtin:{name}"' in html

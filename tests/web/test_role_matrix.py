@@ -264,6 +264,20 @@ PAGE_CASES: dict[str, list[Case]] = {
     ],
     "experiment-clone": [Case("GET", lambda w: page("experiment-clone", w.experiment.pk), PAGE_EDITOR)],
     "trial-detail": [Case("GET", lambda w: page("trial-detail", w.trial.pk), PAGE_READ)],
+    "trial-arch": [Case("GET", lambda w: page("trial-arch", w.trial.pk), PAGE_READ)],
+    "trial-diff": [
+        Case("GET", lambda w: page("trial-diff", w.experiment.pk) + f"?a={w.trial.number}&b={w.trial.number}",
+             PAGE_READ),
+    ],
+    "experiment-rename": [
+        Case("POST", lambda w: page("experiment-rename", w.draft().pk), PAGE_EDITOR_POST,
+             data=lambda w: {"name": "Renamed"}),
+    ],
+    "experiment-delete": [Case("POST", lambda w: page("experiment-delete", w.draft().pk), PAGE_EDITOR_POST)],
+    "dataset-rename": [
+        Case("POST", lambda w: page("dataset-rename", w.fresh_dataset().pk), PAGE_EDITOR_POST,
+             data=lambda w: {"name": "Renamed"}),
+    ],
     "experiment-comment": [
         Case("POST", lambda w: page("experiment-comment", w.experiment.pk), PAGE_MEMBER_POST,
              data=lambda w: {"body": "hello"}),
