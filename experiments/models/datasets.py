@@ -57,6 +57,13 @@ class Dataset(models.Model):
             ActivityLog.record(self.project_id, self.created_by, ActivityVerb.DATASET_UPLOADED, self,
                                source=self.source)  # fmt: skip
 
+    def rename(self, name: str, by=None) -> None:
+        """One column, logged in the same transaction."""
+        previous, self.name = self.name, name
+        with transaction.atomic():
+            self.save(update_fields=["name"])
+            ActivityLog.record(self.project_id, by, ActivityVerb.DATASET_RENAMED, self, previous_name=previous)
+
     @property
     def in_use(self) -> bool:
         return self.experiments.exists()

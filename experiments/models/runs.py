@@ -26,11 +26,6 @@ from .activity import ActivityLog
 from .datasets import Dataset
 from .projects import Project, StateError
 
-# ActivityVerb has no rename / delete of an experiment yet (choices.py needs the entries and a
-# migration): logged by their value, which the enum entries take over once they exist.
-EXPERIMENT_RENAMED = getattr(ActivityVerb, "EXPERIMENT_RENAMED", "experiment.renamed")
-EXPERIMENT_DELETED = getattr(ActivityVerb, "EXPERIMENT_DELETED", "experiment.deleted")
-
 
 def budget_spent_q(prefix: str = "") -> Q:
     """`search_engine.rules.counts_against_budget` as a filter on finished trials, reached through
@@ -173,7 +168,7 @@ class Experiment(models.Model):
         with transaction.atomic():
             Experiment.objects.filter(pk=self.pk).update(name=name, updated_at=timezone.now())
             self.name = name
-            ActivityLog.record(self.project_id, by, EXPERIMENT_RENAMED, self, previous_name=previous)
+            ActivityLog.record(self.project_id, by, ActivityVerb.EXPERIMENT_RENAMED, self, previous_name=previous)
 
     def delete_by(self, user) -> None:
         """Delete a draft or finished experiment (with its trials) and log who did. Conditional, as
@@ -181,7 +176,7 @@ class Experiment(models.Model):
         loses (its UPDATE finds none), so a queued experiment is never orphaned."""
         deletable = (ExperimentStatus.DRAFT, *TERMINAL_STATUSES)
         with transaction.atomic():
-            ActivityLog.record(self.project_id, user, EXPERIMENT_DELETED, self, status=self.status)
+            ActivityLog.record(self.project_id, user, ActivityVerb.EXPERIMENT_DELETED, self, status=self.status)
             deleted, _ = Experiment.objects.filter(pk=self.pk, status__in=deletable).delete()
             if not deleted:
                 status = Experiment.objects.status_of(self.pk) or "deleted"

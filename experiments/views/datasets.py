@@ -11,7 +11,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,11 +21,7 @@ from .. import uploads
 from ..api.serializers import DatasetSerializer
 from ..choices import DatasetSource, Role, role_at_least
 from ..forms import RenameForm
-from ..models import ActivityLog, ActivityVerb, Dataset, Project
-
-# ActivityVerb has no dataset rename yet (choices.py needs the entry and a migration): logged by
-# its value, which the enum entry takes over once it exists.
-DATASET_RENAMED = getattr(ActivityVerb, "DATASET_RENAMED", "dataset.renamed")
+from ..models import Dataset, Project
 
 GRAYSCALE_CHOICES = {"": None, "true": True, "false": False}
 
@@ -199,13 +194,5 @@ def dataset_delete(request, pk: int):
 def dataset_rename(request, pk: int):
     dataset = get_object_or_404(Dataset.objects.for_user(request.user).select_related("project"), pk=pk)
     dataset.project.require_role(request.user, Role.EDITOR)
-    RenameForm.submit(request, lambda name: _rename(dataset, name, request.user))
+    RenameForm.submit(request, lambda name: dataset.rename(name, by=request.user))
     return redirect("dataset-detail", pk=pk)
-
-
-def _rename(dataset: Dataset, name: str, user) -> None:
-    """(Dataset.rename, once datasets.py has it.) One column, logged in the same transaction."""
-    previous, dataset.name = dataset.name, name
-    with transaction.atomic():
-        dataset.save(update_fields=["name"])
-        ActivityLog.record(dataset.project_id, user, DATASET_RENAMED, dataset, previous_name=previous)
