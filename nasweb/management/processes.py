@@ -14,20 +14,33 @@ signals around the fork would leave them blocked in the child.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connections
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A child that ran this long before exiting starts again after the shortest back-off.
 RESTART_RESET_S = 30
 SUPERVISED_BY = "NAS_SUPERVISED_BY"
 _PR_SET_PDEATHSIG = 1
+
+
+def exit_now(code: int) -> None:
+    """Exit once everything is stopped and put back, skipping the interpreter's teardown: with
+    torch loaded it costs seconds (1.5 s to 4 s measured), which every stop of `up` would add."""
+    connections.close_all()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def die_with_parent() -> None:

@@ -34,7 +34,7 @@ from django.core.management.base import BaseCommand, CommandError
 from experiments.jobs.recovery import recover_active_experiments
 from nasweb import embedded_redis
 
-from ..processes import Child, StopFlag, Supervisor
+from ..processes import Child, StopFlag, Supervisor, exit_now
 
 READY_TIMEOUT_S = 60
 # The web server stops in 2 s (open websockets included), the workers in 3.5 s.
@@ -80,6 +80,8 @@ class Command(BaseCommand):
                 embedded_redis.stop(settings.DATA_DIR)
             self.stop.restore()
             self.stdout.write("NAS Studio stopped.")
+            self.stdout.flush()
+        exit_now(0)
 
     def _check_stop(self) -> None:
         if self.stop:

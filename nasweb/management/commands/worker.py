@@ -39,7 +39,7 @@ from experiments.jobs import recovery
 from experiments.jobs.queues import WORKER_QUEUES
 
 from .. import consumer
-from ..processes import Child, StopFlag, Supervisor, die_with_parent
+from ..processes import Child, StopFlag, Supervisor, die_with_parent, exit_now
 
 log = logging.getLogger("nasweb.worker")
 
@@ -84,9 +84,10 @@ class Command(BaseCommand):
             raise CommandError("--processes and --torch-threads must be at least 1")
         threads = threads or (2 if queues == "control" else 1)
         if process:
-            sys.exit(consumer.run(queues, threads))
+            exit_now(consumer.run(queues, threads))
         die_with_parent()
         self._supervise(processes, threads, queues, torch_threads)
+        exit_now(0)
 
     def _supervise(self, processes: int, threads: int, queues: str, torch_threads: int) -> None:
         stop = StopFlag().install()
