@@ -25,50 +25,13 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+import psycopg
 import pytest
+
+from tests.faults.proc import descendants, free_port
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 LEASE_S = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid`, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        children = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= children
-        frontier = children
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait_for(what: str, condition, timeout: float, poll: float = 0.2, log: Path | None = None):
@@ -94,8 +57,6 @@ class Database:
         if self.url is None:
             with sqlite3.connect(self.sqlite_path, timeout=30) as conn:
                 return conn.execute(sql.replace("%s", "?"), params).fetchall()
-        import psycopg
-
         with psycopg.connect(self.url, autocommit=True) as conn:
             return conn.execute(sql, params).fetchall()
 
@@ -105,10 +66,10 @@ class Database:
 
     def trials(self, pk: int) -> list[dict]:
         rows = self.rows(
-            "SELECT id, number, state, attempt, worker, error FROM experiments_trial WHERE experiment_id = %s "
-            "ORDER BY number", (pk,),
+            "SELECT id, number, state, attempt, worker, error, duration_s FROM experiments_trial "
+            "WHERE experiment_id = %s ORDER BY number", (pk,),
         )  # fmt: skip
-        return [dict(zip(("id", "number", "state", "attempt", "worker", "error"), r)) for r in rows]
+        return [dict(zip(("id", "number", "state", "attempt", "worker", "error", "duration_s"), r)) for r in rows]
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +78,6 @@ def database(tmp_path_factory):
     server = os.environ.get("DATABASE_URL")
     url = None
     if server:
-        import psycopg
-
         name = f"faults_{os.getpid()}"
         parsed = urlparse(server)
         admin = urlunparse(parsed._replace(path="/postgres"))
@@ -133,8 +92,6 @@ def database(tmp_path_factory):
                    check=True, timeout=300)  # fmt: skip
     yield db
     if url:
-        import psycopg
-
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.faults.conftest import alive, descendants, free_port, rss_mb, wait_for
+from tests.faults.conftest import wait_for
+from tests.faults.proc import alive, descendants, free_port, rss_mb
 
 pytestmark = pytest.mark.faults
 

@@ -12,15 +12,13 @@ import pytest
 
 from tests.faults.conftest import (
     LEASE_S,
-    alive,
-    descendants,
-    free_port,
     running_trial,
     start_experiment,
     wait_for,
     wait_until_finished,
     worker_pid,
 )
+from tests.faults.proc import alive, descendants, free_port
 
 pytestmark = pytest.mark.faults
 
@@ -37,6 +35,7 @@ def assert_budget_spent_exactly(database, experiment_id: int, budget: int, log=N
     assert {t["state"] for t in trials} <= TERMINAL, trials
     assert sorted(t["number"] for t in trials) == list(range(budget))
     assert all(t["state"] == "completed" for t in trials), trials  # nothing failed for the infrastructure
+    print(f"trial durations: {[round(t['duration_s'], 2) for t in trials]}")
     return trials
 
 
