@@ -56,9 +56,10 @@ class Database:
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         if self.url is None:
             with sqlite3.connect(self.sqlite_path, timeout=30) as conn:
-                return conn.execute(sql.replace("%s", "?"), params).fetchall()
+                return conn.execute(sql.replace("%s", "?"), params).fetchall()  # commits on leaving
         with psycopg.connect(self.url, autocommit=True) as conn:
-            return conn.execute(sql, params).fetchall()
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
 
     def experiment(self, pk: int) -> dict:
         status, message = self.rows("SELECT status, status_message FROM experiments_experiment WHERE id = %s", (pk,))[0]

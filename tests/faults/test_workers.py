@@ -59,14 +59,14 @@ def rerun_seconds(database, experiment_id: int, trial: dict, killed_at: float, l
 def test_a_worker_killed_under_up_is_replaced_and_its_trial_rerun(processes, database, up_port):
     up = processes.start("up", "up", "--port", str(up_port), "--workers", "1", "--threads", "1")
     wait_for("up is running", lambda: "NAS Studio is running at" in up.log_path.read_text(), 120, log=up.log_path)
-    experiment_id = start_experiment(processes, epochs=EPOCHS, trials=3)
+    experiment_id = start_experiment(processes, epochs=EPOCHS, trials=2)
 
     trial, killed_at = kill_mid_trial(database, experiment_id, up.log_path)
     seconds = rerun_seconds(database, experiment_id, trial, killed_at, up.log_path)
     print(f"\nup: trial re-run {seconds:.1f}s after its worker was killed (lease {LEASE_S}s)")
 
     wait_until_finished(database, experiment_id, 120, log=up.log_path)
-    trials = assert_budget_spent_exactly(database, experiment_id, 3, up.log_path)
+    trials = assert_budget_spent_exactly(database, experiment_id, 2, up.log_path)
     assert next(t for t in trials if t["id"] == trial["id"])["attempt"] == 2
     assert up.poll() is None, up.log_path.read_text()[-4000:]
     assert not alive(worker_pid(trial))
@@ -77,14 +77,14 @@ def test_a_worker_killed_under_up_is_replaced_and_its_trial_rerun(processes, dat
 def test_a_worker_killed_under_manage_py_worker_is_replaced(processes, database):
     worker = processes.start("worker", "worker", "--queues", "all", "--processes", "1", "--threads", "2",
                              "--torch-threads", "1")  # fmt: skip
-    experiment_id = start_experiment(processes, epochs=EPOCHS, trials=3)
+    experiment_id = start_experiment(processes, epochs=EPOCHS, trials=2)
 
     trial, killed_at = kill_mid_trial(database, experiment_id, worker.log_path)
     seconds = rerun_seconds(database, experiment_id, trial, killed_at, worker.log_path)
     print(f"\nworker: trial re-run {seconds:.1f}s after its worker process was killed (lease {LEASE_S}s)")
 
     wait_until_finished(database, experiment_id, 120, log=worker.log_path)
-    assert_budget_spent_exactly(database, experiment_id, 3, worker.log_path)
+    assert_budget_spent_exactly(database, experiment_id, 2, worker.log_path)
     assert worker.poll() is None  # the supervisor stayed; it replaced the process
     assert len(descendants(worker.pid)) >= 1
 
@@ -92,7 +92,7 @@ def test_a_worker_killed_under_manage_py_worker_is_replaced(processes, database)
 def test_a_redis_restart_mid_run_strands_nothing(processes, database, redis_server):
     worker = processes.start("worker", "worker", "--queues", "all", "--processes", "2", "--threads", "2",
                              "--torch-threads", "1")  # fmt: skip
-    experiment_id = start_experiment(processes, epochs=EPOCHS // 2, trials=6, parallelism=2)
+    experiment_id = start_experiment(processes, epochs=EPOCHS // 2, trials=4, parallelism=2)
     wait_for("a trial trains", lambda: running_trial(database, experiment_id), 90, log=worker.log_path)
 
     redis_server.kill()
@@ -102,18 +102,18 @@ def test_a_redis_restart_mid_run_strands_nothing(processes, database, redis_serv
 
     wait_until_finished(database, experiment_id, 120, log=worker.log_path)
     print(f"\nredis restart: experiment finished {time.monotonic() - back:.1f}s after Redis came back")
-    assert_budget_spent_exactly(database, experiment_id, 6, worker.log_path)
+    assert_budget_spent_exactly(database, experiment_id, 4, worker.log_path)
 
 
 def test_a_cold_start_with_a_short_lease_reaps_no_healthy_trial(processes, database):
     # Workers start now, cold (imports, first dataset load, first network), with a 2 s lease.
     processes.env["TRIAL_LEASE_SECONDS"] = "2"
-    experiment_id = start_experiment(processes, epochs=EPOCHS // 2, trials=4, parallelism=2)
+    experiment_id = start_experiment(processes, epochs=EPOCHS // 4, trials=2, parallelism=2)
     worker = processes.start("worker", "worker", "--queues", "all", "--processes", "2", "--threads", "2",
                              "--torch-threads", "1")  # fmt: skip
 
     wait_until_finished(database, experiment_id, 120, log=worker.log_path)
-    trials = assert_budget_spent_exactly(database, experiment_id, 4, worker.log_path)
+    trials = assert_budget_spent_exactly(database, experiment_id, 2, worker.log_path)
     assert all(t["attempt"] == 1 for t in trials), trials
     assert not any("heartbeat" in (t["error"] or "") for t in trials), trials
 
