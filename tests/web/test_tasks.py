@@ -516,11 +516,8 @@ def test_a_worker_whose_trials_fail_at_once_takes_itself_out_of_service(make_exp
     assert experiment.trials.filter(state=TrialState.COMPLETED).count() == 4 == experiment.trials.count()
 
 
-def test_a_stopping_worker_hands_its_running_trial_back(make_experiment, outbox, monkeypatch, progress,
-                                                         fresh_service):  # fmt: skip
-    monkeypatch.setattr(guards, "CANCEL_POLL_SECONDS", 0.1)
-    experiment = make_experiment(parallelism=1, budget_trials=1,
-                                 estimator_config={"epochs": 500, "batch_size": 4, "cosine": False})  # fmt: skip
+def _one_trial_training(experiment, outbox, progress) -> tuple[Trial, threading.Thread]:
+    """Start `experiment` and its one trial in a worker thread; return once it reported an epoch."""
     experiment.start()
     drain(outbox, skip=("watch_experiment", "run_trial"))
     trial = experiment.trials.get()
@@ -528,6 +525,15 @@ def test_a_stopping_worker_hands_its_running_trial_back(make_experiment, outbox,
     worker.start()
     assert progress[1].wait(60), "the trial never reported an epoch"
     outbox.clear()
+    return trial, worker
+
+
+def test_a_stopping_worker_hands_its_running_trial_back(make_experiment, outbox, monkeypatch, progress,
+                                                         fresh_service):  # fmt: skip
+    monkeypatch.setattr(guards, "CANCEL_POLL_SECONDS", 0.1)
+    experiment = make_experiment(parallelism=1, budget_trials=1,
+                                 estimator_config={"epochs": 500, "batch_size": 4, "cosine": False})  # fmt: skip
+    trial, worker = _one_trial_training(experiment, outbox, progress)
 
     service.shutting_down.set()  # SIGTERM to the worker process
     worker.join(timeout=30)
