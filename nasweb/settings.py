@@ -145,6 +145,15 @@ WORKER_TORCH_THREADS = env_int("WORKER_TORCH_THREADS", 1)
 # A running trial whose heartbeat is older than this is considered dead and re-queued.
 TRIAL_LEASE_SECONDS = env_int("TRIAL_LEASE_SECONDS", 60)
 TRIAL_MAX_ATTEMPTS = env_int("TRIAL_MAX_ATTEMPTS", 3)
+# Worker supervision (experiments/jobs/service.py, `manage.py worker`): a process whose trials
+# fail this many times in a row, each within WORKER_FAST_FAILURE_S, takes itself out of service;
+# its supervisor replaces a dead or retired process after a back-off of 1 s doubling up to
+# WORKER_RESTART_MAX_BACKOFF_S; the periodic check (reap, re-send, advance) runs from each
+# supervisor every WORKER_SWEEP_SECONDS.
+WORKER_FAST_FAILURES = env_int("WORKER_FAST_FAILURES", 3)
+WORKER_FAST_FAILURE_S = env_int("WORKER_FAST_FAILURE_S", 2)
+WORKER_RESTART_MAX_BACKOFF_S = env_int("WORKER_RESTART_MAX_BACKOFF_S", 60)
+WORKER_SWEEP_SECONDS = env_int("WORKER_SWEEP_SECONDS", max(1, min(10, TRIAL_LEASE_SECONDS // 3)))
 # CSV tables the `tabular` estimator may read (NAS-Bench-201-keyed benchmark results). The form
 # lists the *.csv files of this folder and the API accepts only their names: a person picks a
 # table an administrator put here, never an arbitrary path on the server. Every worker machine

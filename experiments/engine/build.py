@@ -20,7 +20,7 @@ from search_engine.task import Task
 from search_engine.types import Candidate, TrialRecord
 
 from ..choices import DatasetSource
-from .storage import local_dataset_path
+from .storage import dataset_file_exists, local_dataset_path
 from .tables import resolve_table
 
 # Loading and splitting a dataset costs from milliseconds (iris) to seconds (an image ZIP); a
@@ -34,11 +34,27 @@ HISTORY_FIELDS = ("number", "arch", "state", "objective", "metrics", "budget", "
 
 
 # Datasets -------------------------------------------------------------------------------------
+class DatasetMissing(engine_data.DatasetError):
+    """The uploaded file of a dataset is gone from storage. The message names the dataset, never
+    the server's path."""
+
+    def __init__(self, dataset):
+        super().__init__(None, "dataset", f"the file of dataset \u201c{dataset.name}\u201d is gone from "
+                                          "storage; upload it again and start a new experiment")
+
+    def __str__(self):
+        return self.reason
+
+
 def load_task(dataset, seed: int) -> Task:
     """The Task for `dataset` split with `seed`, from the in-process cache when possible.
 
-    The key holds the checksum, so a dataset whose file changed is never served stale.
+    The key holds the checksum, so a dataset whose file changed is never served stale. Whether an
+    uploaded file still exists is asked every time, before the cache: every worker then answers
+    the same for the same dataset.
     """
+    if dataset.source != DatasetSource.BUILTIN and not dataset_file_exists(dataset):
+        raise DatasetMissing(dataset)
     key = (dataset.pk, dataset.checksum, dataset.source, dataset.builtin_name, seed,
            json.dumps(dataset.options or {}, sort_keys=True))
     with _task_cache_lock:
@@ -66,7 +82,18 @@ def _load_task_uncached(dataset, seed: int) -> Task:
     options.setdefault("seed", seed)
     if dataset.source == DatasetSource.BUILTIN:
         return engine_data.load_builtin(dataset.builtin_name, **options)
-    return engine_data.load_dataset({dataset.source: str(local_dataset_path(dataset)), **options})
+    path = str(local_dataset_path(dataset))
+    try:
+        return engine_data.load_dataset({dataset.source: path, **options})
+    except FileNotFoundError:
+        raise DatasetMissing(dataset) from None  # deleted between the check and the read
+    except engine_data.DatasetError as exc:
+        if path not in str(exc):
+            raise
+        if exc.field == "file" and "not found" in exc.reason:
+            raise DatasetMissing(dataset) from None
+        # The person knows the dataset by its name, not by where the server keeps it.
+        raise engine_data.DatasetError(dataset.name, exc.field, exc.reason.replace(path, dataset.name)) from None
 
 
 # Search configuration -------------------------------------------------------------------------

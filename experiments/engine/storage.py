@@ -30,6 +30,12 @@ def _storage_path(name: str) -> Path | None:
 
 
 # Datasets -------------------------------------------------------------------------------------
+def dataset_file_exists(dataset) -> bool:
+    """The uploaded file is in storage (asked every time: a copy cached by one worker must not
+    make it look present there while it is gone everywhere else)."""
+    return bool(dataset.file.name) and default_storage.exists(dataset.file.name)
+
+
 def local_dataset_path(dataset) -> Path:
     """A path on this machine for an uploaded dataset file.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -36,6 +37,8 @@ MAX_INFEASIBLE_PER_ADVANCE = 200
 # Optimistic retries when another advance wrote trials while this one was proposing.
 ADVANCE_ATTEMPTS = 5
 WALL_TIME_SPENT = "wall-time budget spent"
+# A queued trial older than this without a message on its way gets one again.
+QUEUED_GRACE_S = 5
 
 
 def advance(experiment_id: int, resend_queued: bool = False) -> None:
@@ -106,8 +109,10 @@ def _make_room(experiment_id: int, resend_queued: bool) -> _Room | None:
     resend = set(reap_stale(experiment))
     if resend_queued:
         resend.update(experiment.trials.filter(state=TrialState.QUEUED).values_list("pk", flat=True))
+    else:
+        resend.update(_lost_messages(experiment))
     for trial_id in sorted(resend):
-        enqueue.send_on_commit(queues.RUN_TRIAL, trial_id)
+        enqueue.run_trial_on_commit(trial_id)
 
     counts = experiment.count_by_state()
     pending = counts.get(TrialState.QUEUED, 0) + counts.get(TrialState.RUNNING, 0)
@@ -127,6 +132,18 @@ def _make_room(experiment_id: int, resend_queued: bool) -> _Room | None:
     if room <= 0:
         return None
     return _Room(experiment, room, experiment.last_trial_number())
+
+
+def _lost_messages(experiment: Experiment) -> list[int]:
+    """Queued trials whose run_trial message is gone (a Redis restart, a send that failed during
+    an outage). Trials younger than QUEUED_GRACE_S are left alone: their message is sent when the
+    transaction that created them commits."""
+    ids = list(experiment.trials.unsent_queued(QUEUED_GRACE_S).values_list("pk", flat=True))
+    try:
+        return enqueue.without_message(ids)
+    except redis.RedisError:
+        log.warning("experiment %s: cannot tell which queued trials lost their message", experiment.pk)
+        return []
 
 
 def reap_stale(experiment: Experiment) -> list[int]:
@@ -191,7 +208,7 @@ def _write_trials(experiment_id: int, last_number: int, proposal: _Proposal) -> 
     for trial in created:
         transaction.on_commit(lambda t=trial: broadcast.trial_created(t))
         if trial.state == TrialState.QUEUED:
-            enqueue.send_on_commit(queues.RUN_TRIAL, trial.pk)
+            enqueue.run_trial_on_commit(trial.pk)
     return True
 
 

@@ -18,7 +18,7 @@ from django.db import transaction
 from ..choices import ArtifactKind
 from ..engine import storage
 from . import queues
-from .locks import RedisLease, key
+from .locks import RedisLease, key, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,33 @@ def advance(experiment_id: int, resend_queued: bool = False) -> None:
         send(queues.ADVANCE, experiment_id)
 
 
+# run_trial messages -------------------------------------------------------------------------------
+# Each send leaves a marker in the same Redis as the message, living as long as a message may wait
+# before a re-send. A Redis that restarted lost both, so the periodic check (advance) re-sends a
+# queued trial without a marker; a duplicate is harmless (the claim decides).
+def _sent_key(trial_id: int) -> str:
+    return key("trial-sent", trial_id)
+
+
+def resend_after_s() -> int:
+    return max(60, 2 * settings.TRIAL_LEASE_SECONDS)
+
+
 def run_trial(trial_id: int) -> None:
     send(queues.RUN_TRIAL, trial_id)
+    redis_client().set(_sent_key(trial_id), b"1", ex=resend_after_s())
+
+
+def run_trial_on_commit(trial_id: int) -> None:
+    transaction.on_commit(lambda: run_trial(trial_id))
+
+
+def without_message(trial_ids: list[int]) -> list[int]:
+    """The trials among `trial_ids` with no run_trial message on its way (no marker)."""
+    if not trial_ids:
+        return []
+    markers = redis_client().mget([_sent_key(pk) for pk in trial_ids])
+    return [pk for pk, marker in zip(trial_ids, markers) if marker is None]
 
 
 def finalize(experiment_id: int, reason: str) -> None:

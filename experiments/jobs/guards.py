@@ -1,14 +1,18 @@
 """Threads that run beside a training job: heartbeat (or extend a lease) and watch for a stop.
 
-Cancel stops a running trial within about a second: the trial's guard reads the experiment's
-status every CANCEL_POLL_SECONDS and raises TrialStopped inside the training thread (the same
-mechanism Dramatiq's time limit uses), so even a long epoch is interrupted mid-batch. A one-shot
-job's guard only raises a flag, which the job reads after each epoch's checkpoint.
+A guard never interrupts the training thread: it only sets a stop reason, which the training
+thread reads at its safe points (jobs/trial_run.py: the start of every forward pass, i.e.
+between batches, and every epoch's report) and turns into TrialStopped there, in our own code.
+An exception injected into another thread (what Dramatiq's time limit does) can land anywhere,
+in the middle of an import or a lock, and leave the process broken for every later trial.
+
+Cancel stops a running trial within about a second plus one batch: the guard reads the
+experiment's status every CANCEL_POLL_SECONDS. A one-shot job's guard raises the same kind of
+flag, which the job reads after each epoch's checkpoint.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -16,10 +20,10 @@ import time
 import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
-from dramatiq.threading import raise_thread_exception
 
 from ..choices import ACTIVE_STATUSES, ExperimentStatus
 from ..models import Experiment, Trial
+from . import queues, service
 from .locks import RedisLease
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,8 @@ CANCEL_POLL_SECONDS = 1.0
 # Why a guard stopped its job.
 CANCELLED_BY_USER = "cancelled"
 LEASE_LOST = "lease lost"
+SHUTDOWN = "worker stopping"
+TIME_LIMIT = "time limit"
 ONESHOT_PAUSED = "paused"
 ONESHOT_WALL_TIME = "wall-time budget spent"
 
@@ -39,10 +45,10 @@ def _heartbeat_s() -> float:
 
 
 class TrialStopped(BaseException):
-    """Raised inside the training thread to stop a trial (cancel, or this worker lost its lease).
+    """Raised by the training thread itself, at a safe point, once its guard asked for a stop.
 
-    A BaseException, like Dramatiq's own interrupts, so the engine's `except Exception` that turns
-    a broken trial into a failed Outcome does not swallow it."""
+    A BaseException, so the engine's `except Exception` that turns a broken trial into a failed
+    Outcome does not swallow it."""
 
 
 class _Guard:
@@ -88,64 +94,39 @@ class _Guard:
 
 
 class TrialGuard(_Guard):
-    """Runs beside a trial: heartbeats, watches for a cancel, and stops the training thread.
-
-    The training thread's report callback holds `lock` while it writes to the database, and the
-    watcher injects TrialStopped only while holding it, so a stop never lands mid-query. After
-    `disarm()` returns no stop is pending or can arrive."""
+    """Runs beside a trial from its claim on: heartbeats, and watches for a cancel, a shutdown of
+    this worker and the trial time limit. `check()` is the training thread's side."""
 
     def __init__(self, trial: Trial, token, *, poll_s: float | None = None):
         super().__init__(f"trial-{trial.pk}-guard", poll_s)
         self.trial = trial
         self.token = token
-        self.thread_id = threading.get_ident()
-        self.lock = threading.Lock()
-        self.armed = True
-        self.injected = False
+        self.started = time.monotonic()
 
     def tick(self) -> bool:
-        status = Experiment.objects.status_of(self.trial.experiment_id)
         reason = None
-        if status in (None, ExperimentStatus.CANCELLED, ExperimentStatus.FAILED):
-            reason = CANCELLED_BY_USER
-        elif self.beat_due():
+        if service.shutting_down.is_set():
+            reason = SHUTDOWN
+        elif time.monotonic() - self.started > queues.TRIAL_TIME_LIMIT_S:
+            reason = TIME_LIMIT
+        else:
+            status = Experiment.objects.status_of(self.trial.experiment_id)
+            if status in (None, ExperimentStatus.CANCELLED, ExperimentStatus.FAILED):
+                reason = CANCELLED_BY_USER
+        if reason is None and self.beat_due():
             if self.trial.heartbeat(self.token):
                 self.beat_done()
             else:
                 reason = LEASE_LOST
-        if reason:
-            self.request_stop(reason)
-        return reason is not None
-
-    def request_stop(self, reason: str) -> None:
-        with self.lock:
-            if self.stop_reason is None:
-                self.stop_reason = reason
-            if self.armed and not self.injected:
-                self.injected = True
-                raise_thread_exception(self.thread_id, TrialStopped)
+        if reason is not None and self.stop_reason is None:
+            self.stop_reason = reason
+        # A shutdown keeps the heartbeat going while the trial reaches its safe point.
+        return reason is not None and reason != SHUTDOWN
 
     def check(self) -> None:
-        """Called from the training thread (with `lock` held) between epochs."""
+        """The training thread's safe point: stop here if a stop was asked for."""
         if self.stop_reason is not None:
             raise TrialStopped(self.stop_reason)
-
-    def disarm(self) -> None:
-        """Training is over: no more stops. Clears a stop that was injected but not yet raised."""
-        with self.lock:
-            self.armed = False
-            if self.injected:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id), None)
-
-    def disarm_safely(self) -> None:
-        # An injected stop may surface on any bytecode, including inside disarm() itself; once
-        # disarm() has run to its end nothing is pending any more.
-        while True:
-            try:
-                self.disarm()
-                return
-            except TrialStopped:
-                continue
 
 
 class OneShotGuard(_Guard):

@@ -15,8 +15,11 @@ TRIALS_QUEUE = "nas-trials"
 # `manage.py worker --queues <choice>`: which queues a worker process consumes.
 WORKER_QUEUES = {"trials": [TRIALS_QUEUE], "control": [CONTROL_QUEUE], "all": [CONTROL_QUEUE, TRIALS_QUEUE]}
 
-# A trial longer than this is stopped and failed (Dramatiq interrupts the thread).
+# A trial longer than this is stopped (at its next safe point, by its guard) and failed.
 TRIAL_TIME_LIMIT_S = 12 * 3600
+# Dramatiq's own time limit injects an exception anywhere in the thread; for trials it is only a
+# backstop behind the guard's cooperative one.
+TRIAL_HARD_TIME_LIMIT_S = TRIAL_TIME_LIMIT_S + 3600
 FINALIZE_TIME_LIMIT_S = 3600
 ONESHOT_TIME_LIMIT_S = 6 * 3600
 EXPORT_TIME_LIMIT_S = 6 * 3600
@@ -48,7 +51,7 @@ ADVANCE = ActorSettings(
 )  # fmt: skip
 # No retries: a trial that breaks is recorded as failed, and one whose worker dies is re-queued
 # by advance (bounded attempts).
-RUN_TRIAL = ActorSettings("run_trial", TRIALS_QUEUE, 0, TRIAL_TIME_LIMIT_S)
+RUN_TRIAL = ActorSettings("run_trial", TRIALS_QUEUE, 0, TRIAL_HARD_TIME_LIMIT_S)
 # Each retry of a one-shot job resumes from its last checkpoint.
 RUN_ONESHOT = ActorSettings(
     "run_oneshot", TRIALS_QUEUE, 5, ONESHOT_TIME_LIMIT_S,

@@ -1,13 +1,17 @@
-"""Safety nets: the watch chain of an active experiment, and the advance sent for every active
-experiment at start-up.
+"""Safety nets: the periodic check of every active experiment, the watch chain of one, and the
+advance sent for every active experiment at start-up.
 
-Dead workers: a running trial heartbeats from its guard thread, and advance reaps trials whose
-heartbeat is older than the lease (re-queue, or fail after TRIAL_MAX_ATTEMPTS). Something has to
-call advance when every worker of an experiment died, since nobody finishes a trial then: the
-watch is a self-rescheduling delayed message, one chain per experiment (a RedisLease names the
-chain's owner), alive while the experiment is active. It needs no extra process and works the
-same on every machine of a scale-out. `manage.py up` also sends one advance per active experiment
-at start-up, because messages queued in the embedded Redis do not survive a restart.
+Dead workers: a running trial heartbeats from its claim on (guards.TrialGuard), and advance
+reaps trials whose heartbeat is older than the lease (re-queue, or fail after TRIAL_MAX_ATTEMPTS)
+and re-sends queued trials whose message is gone. Something has to call advance when nobody
+finishes a trial (every worker died, or Redis restarted and took the messages with it):
+- `sweep()` runs in a loop in every `manage.py worker` supervisor (so also under `manage.py up`).
+  A loop in a process, not a message, so a broker restart cannot end it; a RedisLease that expires
+  by itself lets one sweep per interval do the work, whatever the number of machines.
+- the watch is a self-rescheduling delayed message, one chain per experiment (a RedisLease names
+  the chain's owner), for workers started without our supervisor (plain `rundramatiq`).
+`manage.py up` also sends one advance per active experiment at start-up, because messages queued
+in the embedded Redis do not survive a restart.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..choices import ACTIVE_STATUSES, TrialState
 from ..live import broadcast
 from ..models import Experiment, Trial
 from . import advance, enqueue
+from .locks import RedisLease, key
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +73,21 @@ def recover_active_experiments() -> int:
         except (redis.RedisError, DatabaseError):
             log.exception("experiment %s: could not send its advance", experiment_id)
     return len(ids)
+
+
+def sweep() -> int:
+    """The periodic check; returns how many experiments it looked at (0 when another process's
+    sweep holds this interval). Sends an advance per active experiment, and cancels running trials of finished experiments whose worker is gone."""
+    interval = settings.WORKER_SWEEP_SECONDS
+    if RedisLease.claim(key("sweep", 0), interval) is None:
+        return 0
+    active = list(Experiment.objects.active().values_list("pk", flat=True))
+    for experiment_id in active:
+        enqueue.advance(experiment_id)  # duplicates do nothing: advance locks the row
+    ended = (
+        Trial.objects.stale(settings.TRIAL_LEASE_SECONDS).exclude(experiment__status__in=ACTIVE_STATUSES)
+        .values_list("experiment_id", flat=True).distinct()
+    )  # fmt: skip
+    for experiment_id in ended:
+        _reap_after_stop(experiment_id)
+    return len(active)

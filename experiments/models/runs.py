@@ -297,6 +297,23 @@ class TrialQuerySet(models.QuerySet):
                 setattr(trial, name, value)
         return queued
 
+    def reopen_failed(self, reason: str) -> list[int]:
+        """Failed trials of active experiments back to the queue: they failed because their
+        worker was broken (see jobs/service.py), so they did not spend budget. Returns their ids."""
+        ids = list(self.filter(state=TrialState.FAILED, experiment__status__in=ACTIVE_STATUSES)
+                   .values_list("pk", flat=True))  # fmt: skip
+        self.model.objects.filter(pk__in=ids, state=TrialState.FAILED).update(
+            state=TrialState.QUEUED, error=reason, objective=None, metrics={}, finished_at=None, duration_s=None,
+        )  # fmt: skip
+        TrialMetric.objects.filter(trial_id__in=ids).delete()
+        return ids
+
+    def unsent_queued(self, older_than_s: float):
+        """Queued trials created more than `older_than_s` ago: candidates for a re-send (the
+        caller asks Redis which of them have a message on its way)."""
+        cutoff = timezone.now() - timedelta(seconds=older_than_s)
+        return self.filter(state=TrialState.QUEUED, created_at__lt=cutoff)
+
     def stale(self, lease_seconds: int):
         """Running trials whose worker stopped heartbeating (died, was killed, lost its host)."""
         cutoff = timezone.now() - timedelta(seconds=lease_seconds)
@@ -395,6 +412,23 @@ class Trial(models.Model):
             )
         self.refresh_from_db()
         return self.state
+
+    def release(self, token, reason: str, *, count_attempt: bool = False) -> bool:
+        """Hand a running trial back to the queue because of its worker, not the trial: the
+        worker is stopping, lost its database for a while, or took itself out of service. The
+        points of the interrupted run go; the attempt is given back unless `count_attempt` (a
+        run on a worker that may be broken still counts, so a trial that fails everywhere ends).
+        Conditional on the lease token: a worker that lost the lease releases nothing."""
+        with transaction.atomic():
+            released = Trial.objects.filter(pk=self.pk, lease_token=token, state=TrialState.RUNNING).update(
+                state=TrialState.QUEUED, lease_token=None, error=reason,
+                attempt=F("attempt") if count_attempt else F("attempt") - 1,
+            )  # fmt: skip
+            if released:
+                TrialMetric.objects.filter(trial_id=self.pk).delete()
+        if released:
+            self.refresh_from_db()
+        return bool(released)
 
     def cancel_if_queued(self, reason: str) -> bool:
         """Cancel a trial whose experiment finished before it started. Conditional on `queued`:

@@ -15,13 +15,15 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from experiments.choices import TERMINAL_TRIAL_STATES, ArtifactKind, ExperimentStatus, TrialState
-from experiments.engine import storage
-from experiments.jobs import actors, guards, recovery
-from experiments.models import Artifact, Experiment, Trial, TrialMetric
+from experiments.engine import build, storage
+from experiments.jobs import actors, guards, locks, recovery, service, trial_run
+from experiments.models import Artifact, Dataset, Experiment, Trial, TrialMetric
 from tests.web.actors import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit must fire; threads must see rows
@@ -428,3 +430,182 @@ def test_start_up_recovery_resends_queued_trials(make_experiment, outbox):
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.COMPLETED, experiment.status_message
     assert experiment.counted_trials().filter(state=TrialState.COMPLETED).count() == 2
+
+
+# Faults inside one process (tests/faults runs them as real processes) ------------------------------------
+@pytest.fixture
+def fresh_service():
+    """This process's worker health (jobs/service.py) as a new process has it, before and after."""
+    service.reset()
+    yield service
+    service.reset()
+
+
+def test_the_heartbeat_starts_at_the_claim_before_any_set_up(make_experiment, outbox, monkeypatch, settings):
+    settings.TRIAL_LEASE_SECONDS = 2  # a heartbeat every 0.5 s
+    monkeypatch.setattr(guards, "CANCEL_POLL_SECONDS", 0.1)
+    experiment = make_experiment(parallelism=1, budget_trials=1)
+    experiment.start()
+    drain(outbox, skip=("watch_experiment", "run_trial"))
+    trial = experiment.trials.get()
+    beats = []
+    real_build = build.build_search
+
+    def slow_build(*args, **kwargs):  # a cold start: imports, the first dataset load
+        beats.append(Trial.objects.get(pk=trial.pk).heartbeat_at)
+        time.sleep(1.5)
+        beats.append(Trial.objects.get(pk=trial.pk).heartbeat_at)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(build, "build_search", slow_build)
+    actors.run_trial.fn(trial.pk)
+    assert beats[1] > beats[0], "nothing beat while the trial was being set up"
+    trial.refresh_from_db()
+    assert trial.state == TrialState.COMPLETED and trial.attempt == 1
+
+
+def _failing_at_once(monkeypatch):
+    """Every trial of this process fails within milliseconds, as on a worker whose torch import
+    was left half done."""
+    real = trial_run.evaluate
+
+    class Broken:
+        def __init__(self, estimator):
+            self.estimator = estimator
+
+        def __getattr__(self, name):
+            return getattr(self.estimator, name)
+
+        def estimate(self, *args, **kwargs):
+            raise ImportError("cannot import name 'config' from partially initialized module 'torch._inductor'")
+
+    monkeypatch.setattr(trial_run, "evaluate", lambda candidate, **kw: real(candidate, **{**kw, "estimator": Broken(kw["estimator"])}))
+
+
+def test_a_worker_whose_trials_fail_at_once_takes_itself_out_of_service(make_experiment, outbox, monkeypatch,
+                                                                        fresh_service):  # fmt: skip
+    experiment = make_experiment(parallelism=1, budget_trials=4)
+    experiment.start()
+    with monkeypatch.context() as patched:
+        _failing_at_once(patched)
+        while outbox and service.available():
+            message = outbox.pop(0)
+            if message.actor_name != "watch_experiment":
+                actors.advance_experiment.broker.get_actor(message.actor_name).fn(*message.args, **message.kwargs)
+
+    assert "3 trials in a row failed within" in service.out_of_service_reason()
+    assert "torch._inductor" in service.out_of_service_reason()
+    trials = list(experiment.trials.order_by("number"))
+    assert [t.state for t in trials] == [TrialState.QUEUED] * 3  # re-queued, not failed
+    assert all("took itself out of service" in t.error for t in trials)
+    assert sorted(m.args[0] for m in outbox if m.actor_name == "run_trial") == [t.pk for t in trials]
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.RUNNING
+
+    # While out of service it takes no trial: the message goes back for another worker.
+    outbox.clear()
+    actors.run_trial.fn(trials[0].pk)
+    assert names(outbox) == ["run_trial"] and Trial.objects.get(pk=trials[0].pk).state == TrialState.QUEUED
+
+    service.reset()  # the supervisor's fresh process
+    drain(outbox)
+    actors.advance_experiment.fn(experiment.pk, resend_queued=True)
+    drain(outbox)
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.COMPLETED, experiment.status_message
+    assert experiment.trials.filter(state=TrialState.COMPLETED).count() == 4 == experiment.trials.count()
+
+
+def _one_trial_training(experiment, outbox, progress) -> tuple[Trial, threading.Thread]:
+    """Start `experiment` and its one trial in a worker thread; return once it reported an epoch."""
+    experiment.start()
+    drain(outbox, skip=("watch_experiment", "run_trial"))
+    trial = experiment.trials.get()
+    worker = threading.Thread(target=actors.run_trial.fn, args=(trial.pk,))
+    worker.start()
+    assert progress[1].wait(60), "the trial never reported an epoch"
+    outbox.clear()
+    return trial, worker
+
+
+def test_a_stopping_worker_hands_its_running_trial_back(make_experiment, outbox, monkeypatch, progress,
+                                                         fresh_service):  # fmt: skip
+    monkeypatch.setattr(guards, "CANCEL_POLL_SECONDS", 0.1)
+    experiment = make_experiment(parallelism=1, budget_trials=1,
+                                 estimator_config={"epochs": 500, "batch_size": 4, "cosine": False})  # fmt: skip
+    trial, worker = _one_trial_training(experiment, outbox, progress)
+
+    service.shutting_down.set()  # SIGTERM to the worker process
+    worker.join(timeout=30)
+
+    assert not worker.is_alive()
+    trial.refresh_from_db()
+    assert trial.state == TrialState.QUEUED and trial.attempt == 0 and trial.lease_token is None
+    assert "its worker stopped" in trial.error
+    assert not TrialMetric.objects.filter(trial=trial).exists()
+    assert [m.args[0] for m in outbox if m.actor_name == "run_trial"] == [trial.pk]
+
+
+def test_queued_trials_whose_message_was_lost_are_sent_again(make_experiment, outbox):
+    experiment = make_experiment(parallelism=2, budget_trials=2)
+    experiment.start()
+    actors.advance_experiment.fn(*outbox.pop(0).args)
+    queued = sorted(experiment.trials.values_list("pk", flat=True))
+    Trial.objects.filter(pk__in=queued).update(created_at=timezone.now() - timedelta(seconds=60))
+    outbox.clear()
+
+    actors.advance_experiment.fn(experiment.pk)  # their messages are on their way: nothing to do
+    assert "run_trial" not in names(outbox)
+
+    locks.redis_client().flushdb()  # Redis restarted: messages and markers are gone
+    actors.advance_experiment.fn(experiment.pk)
+    assert sorted(m.args[0] for m in outbox if m.actor_name == "run_trial") == queued
+
+
+def test_the_periodic_check_advances_every_active_experiment_once_per_interval(make_experiment, outbox):
+    experiment = make_experiment()
+    experiment.start()
+    outbox.clear()
+    assert recovery.sweep() == 1
+    assert [(m.actor_name, m.args) for m in outbox] == [("advance_experiment", (experiment.pk,))]
+    assert recovery.sweep() == 0  # this interval's sweep is done (on any machine)
+
+
+def _gone_dataset(project, owner):
+    return Dataset.objects.create(
+        project=project, name="Flowers", source="csv", file="datasets/1/0123/flowers.csv", kind="tabular",
+        input_shape=[4], num_classes=3, created_by=owner,
+    )  # fmt: skip
+
+
+def test_a_trial_whose_dataset_file_is_gone_fails_the_experiment_naming_the_dataset(
+    make_experiment, outbox, project, owner, trial_factory
+):
+    experiment = make_experiment(dataset=_gone_dataset(project, owner), parallelism=2)
+    Experiment.objects.filter(pk=experiment.pk).update(status=ExperimentStatus.RUNNING)
+    first, second = trial_factory(experiment), trial_factory(experiment)
+
+    actors.run_trial.fn(first.pk)
+
+    first.refresh_from_db()
+    experiment.refresh_from_db()
+    assert first.state == TrialState.FAILED
+    assert first.error == "the file of dataset “Flowers” is gone from storage; upload it again and start a new experiment"
+    assert experiment.status == ExperimentStatus.FAILED
+    assert "“Flowers” is gone" in experiment.status_message
+    assert str(settings.MEDIA_ROOT) not in experiment.status_message + first.error
+    actors.run_trial.fn(second.pk)  # the rest never starts
+    assert Trial.objects.get(pk=second.pk).state == TrialState.CANCELLED
+
+
+def test_a_gone_dataset_file_is_noticed_whatever_a_worker_cached(project, owner, tmp_path, settings):
+    settings.MEDIA_ROOT = str(tmp_path)
+    rows = "\n".join(f"{i % 7}.5,{i % 5}.0,{'abc'[i % 3]}" for i in range(60))
+    name = default_storage.save("datasets/1/x/flowers.csv", ContentFile(f"a,b,label\n{rows}\n"))
+    dataset = Dataset.objects.create(project=project, name="Flowers", source="csv", file=name, created_by=owner,
+                                     options={"target": "label"})
+    build.clear_task_cache()
+    assert build.load_task(dataset, 0) is build.load_task(dataset, 0)  # cached in this process
+    default_storage.delete(name)
+    with pytest.raises(build.DatasetMissing, match="“Flowers” is gone"):
+        build.load_task(dataset, 0)

@@ -1,25 +1,27 @@
 """`manage.py up`: the whole product in one command.
 
-Migrates the database, starts the embedded Redis when REDIS_URL is unset, creates an admin on
-the first run (its password is printed once and stored only as a hash), starts the Dramatiq
-workers and the daphne web server (HTTP + websockets, static files through WhiteNoise), and
-stops every child process on Ctrl-C or SIGTERM.
+Binds the port (and says so clearly when another process holds it), migrates the database,
+starts the embedded Redis when REDIS_URL is unset, creates an admin on the first run (its
+password is printed once and stored only as a hash), starts the workers and the web server
+(uvicorn: HTTP + websockets, static files through WhiteNoise), keeps them running, and stops
+every child process on Ctrl-C or SIGTERM within STOP_TIMEOUT_S.
 
-Processes (each child runs in its own process group, so stopping a group also stops the worker
-processes Dramatiq forks):
-- one control worker on the control queue (advance/watch: short bookkeeping that must not wait
-  behind a training run),
-- `--workers` trial workers on the trials queue, one thread each (see `manage.py worker`),
-- daphne serving nasweb.asgi:application.
+Processes (each a group of its own, so a stop also ends what a child started):
+- the control worker (`manage.py worker --queues control`: advance/watch, short bookkeeping that
+  must not wait behind a training run), one process;
+- the trial workers (`manage.py worker --queues trials`), `--workers` processes of one thread;
+- the web server (`manage.py serve --fd`) on the socket bound here, so that a restarted server
+  serves the same port and nobody else can take it meanwhile.
+A child that exits is started again after a back-off (nasweb/management/processes.py); each
+worker command also replaces its own worker processes and runs the periodic check.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,9 +34,11 @@ from django.core.management.base import BaseCommand, CommandError
 from experiments.jobs.recovery import recover_active_experiments
 from nasweb import embedded_redis
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from ..processes import Child, StopFlag, Supervisor, exit_now
+
 READY_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 20
+# The web server stops in 2 s (open websockets included), the workers in 3.5 s.
+STOP_TIMEOUT_S = 4.5
 
 
 class StopRequested(Exception):
@@ -59,49 +63,51 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, workers, threads, **options):
         if workers < 1 or threads < 1:
             raise CommandError("--workers and --threads must be at least 1")
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        listener = _listen(host, port)  # first: a taken port is the most common mistake
+        self.stop = StopFlag().install()
+        self.supervisor = Supervisor(lambda line: self.stderr.write(line))
         self.started_redis = False
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
-            self._run(host, port, workers, threads)
+            self._run(listener, host, port, workers, threads)
         except StopRequested:
             pass
         finally:
-            # A second Ctrl-C must not cut the clean-up short.
-            for sig in STOP_SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
-            self._stop_children()
+            killed = self.supervisor.stop(STOP_TIMEOUT_S)
+            if killed:
+                self.stderr.write(f"killed after {STOP_TIMEOUT_S}s: {', '.join(killed)}")
+            listener.close()
             if self.started_redis:
                 embedded_redis.stop(settings.DATA_DIR)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            self.stop.restore()
             self.stdout.write("NAS Studio stopped.")
+            self.stdout.flush()
+        exit_now(0)
 
-    def _on_signal(self, signum, frame):
-        raise StopRequested(signal.Signals(signum).name)
+    def _check_stop(self) -> None:
+        if self.stop:
+            raise StopRequested(self.stop.signal_name)
 
     # -- start-up ---------------------------------------------------------------------------------
-    def _run(self, host: str, port: int, workers: int, threads: int) -> None:
+    def _run(self, listener: socket.socket, host: str, port: int, workers: int, threads: int) -> None:
         if settings.EMBEDDED_REDIS:
             socket_path = Path(settings.DATA_DIR) / "redis.sock"
             self.started_redis = not embedded_redis.answers(socket_path)
             embedded_redis.ensure_running(settings.DATA_DIR)
+        self._check_stop()
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin()
+        self._check_stop()
 
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        # See worker.py for the Dramatiq settings these workers get.
-        self._spawn("control worker", [*manage, "worker", "--queues", "control", "--processes", "1",
-                                       "--torch-threads", "1"], base_env)
-        self._spawn("trial workers", [*manage, "worker", "--queues", "trials", "--processes", str(workers),
-                                      "--torch-threads", str(threads)], base_env)
-        self._spawn("web server", [
-            sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-            # Open websockets would otherwise hold the shutdown for daphne's default 10 s.
-            "--application-close-timeout", "2", "nasweb.asgi:application",
-        ], base_env)  # fmt: skip
-        self._wait_until_listening(host, port)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        start = self.supervisor.start
+        start(Child("control worker", [*manage, "worker", "--queues", "control", "--processes", "1",
+                                       "--torch-threads", "1"], env))  # fmt: skip
+        start(Child("trial workers", [*manage, "worker", "--queues", "trials", "--processes", str(workers),
+                                      "--torch-threads", str(threads)], env))  # fmt: skip
+        start(Child("web server", [*manage, "serve", "--fd", str(listener.fileno())], env,
+                    pass_fds=(listener.fileno(),)))  # fmt: skip
+        self._wait_until_serving(listener)
         recovered = recover_active_experiments()
         if recovered:
             self.stdout.write(f"Resumed {recovered} active experiment(s).")
@@ -112,10 +118,9 @@ class Command(BaseCommand):
         ))  # fmt: skip
         self.stdout.flush()
         while True:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    raise CommandError(f"the {name} exited with code {proc.returncode}; stopping")
-            time.sleep(0.5)
+            self._check_stop()
+            self.supervisor.keep_running()
+            time.sleep(0.2)
 
     def _ensure_admin(self) -> None:
         User = get_user_model()
@@ -132,52 +137,45 @@ class Command(BaseCommand):
             f"  username: {username}\n  password: {password}"
         ))  # fmt: skip
 
-    def _spawn(self, name: str, command: list[str], env: dict) -> None:
-        # Signals are held while the child starts, so a Ctrl-C cannot land between the fork
-        # and our record of the child (which would leave it running).
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            proc = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)
-            self.children.append((name, proc))
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-    def _wait_until_listening(self, host: str, port: int) -> None:
+    def _wait_until_serving(self, listener: socket.socket) -> None:
+        """Until the web server answers HTTP on our socket. A TCP connect alone proves nothing:
+        the socket listens (here) before the server runs."""
+        address = listener.getsockname()[:2]
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    raise CommandError(f"the {name} exited with code {proc.returncode} during start-up")
-            try:
-                with socket.create_connection((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port), 0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise CommandError(f"the web server did not listen on {host}:{port} within {READY_TIMEOUT_S}s")
-
-    # -- shut-down -------------------------------------------------------------------------------
-    def _stop_children(self) -> None:
-        # The web server first (no new requests), then the workers.
-        for _, proc in reversed(self.children):
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.stderr.write(f"the {name} did not stop in {STOP_TIMEOUT_S}s; killing it")
-        for _, proc in self.children:
-            # Also the group's other members (Dramatiq's forked workers) if any outlived it.
-            _signal_group(proc, signal.SIGKILL)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.children = []
+            self._check_stop()
+            exited = self.supervisor.first_exited()
+            if exited is not None:
+                raise CommandError(f"the {exited.name} exited with code {exited.exited()} during start-up")
+            if _answers_http(address):
+                return
+            time.sleep(0.2)
+        raise CommandError(f"the web server did not answer on {address[0]}:{address[1]} within {READY_TIMEOUT_S}s")
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # SO_REUSEADDR allows a port in TIME_WAIT (a quick restart), never one another socket listens on.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        os.killpg(proc.pid, sig)  # start_new_session made the child its group's leader
-    except (ProcessLookupError, PermissionError):
-        pass
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Another server (or "
+                           "another `manage.py up`) may hold the port: stop it, or choose one with --port.") from None
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+def _answers_http(address: tuple) -> bool:
+    host = "127.0.0.1" if address[0] in ("0.0.0.0", "") else ("::1" if address[0] == "::" else address[0])
+    conn = http.client.HTTPConnection(host, address[1], timeout=2)
+    try:
+        conn.request("GET", "/login/")
+        return conn.getresponse().status > 0
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
