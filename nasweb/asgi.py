@@ -1,4 +1,4 @@
-"""HTTP + websocket entry point (daphne serves it; see `manage.py up`)."""
+"""HTTP + websocket entry point (uvicorn serves it: `manage.py serve`, run by `manage.py up`)."""
 
 import os
 

@@ -1,5 +1,5 @@
-"""Middleware: the upload size limit on the wire and the websocket origin check (ASGI), and two
-Django middlewares: a JSON 413 for oversize API bodies (ApiBodyLimit) and the login page's lockout
+"""Middleware: the request body limit on the wire (ASGI; the websocket origin check is in
+nasweb/origin.py), and two Django middlewares: a JSON 413 for oversize API bodies (ApiBodyLimit) and the login page's lockout
 answer (SignInLockout).
 
 Django's ASGI handler reads the whole request body into a temporary file before any view (and so
@@ -19,7 +19,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from experiments.api.auth import locked_message, seconds_locked
-from experiments.api.limits import body_too_large
+from experiments.api.limits import body_limit, body_too_large
 from experiments.uploads import MULTIPART_OVERHEAD_BYTES, UploadTooLarge
 
 # With the router's format suffixes (/api/datasets.json, /api/datasets/preview.json/).
@@ -27,19 +27,22 @@ UPLOAD_PATHS = re.compile(r"^/(api/datasets(\.[a-z0-9]+)?/?|api/datasets/preview
 
 
 class RequestBodyLimit:
-    """For POSTs to the upload URLs: refuse a body over the limit on its declared length, or while
-    its chunks arrive, before Django spools it; every other request passes through untouched."""
+    """Every request with a body (POST, PUT, PATCH) is bounded on the wire: the upload URLs by
+    UPLOAD_MAX_BYTES, every other URL by DATA_UPLOAD_MAX_MEMORY_SIZE. A body over its limit is
+    refused on its declared length, or while its chunks arrive, before Django spools it to disk
+    (a 300 MiB POST to /login/ was read whole before its 403)."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") != "POST" or not UPLOAD_PATHS.match(scope["path"]):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        limit = settings.UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
+        upload = bool(UPLOAD_PATHS.match(scope["path"]))
+        limit = settings.UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD_BYTES if upload else body_limit()
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            return await self._refuse(scope, send, int(declared))
+            return await self._refuse(scope, send, int(declared), upload)
         received, over, started = 0, False, False
 
         async def counted_receive():
@@ -59,15 +62,20 @@ class RequestBodyLimit:
 
         await self.app(scope, counted_receive, tracked_send)
         if over and not started:
-            await self._refuse(scope, send, None)  # the total is unknown: it was never read
+            await self._refuse(scope, send, None, upload)  # the total is unknown: it was never read
 
     @staticmethod
-    async def _refuse(scope, send, size: int | None) -> None:
-        refusal = UploadTooLarge(None, size, settings.UPLOAD_MAX_BYTES)
-        if scope["path"].startswith("/api/"):
-            body, content_type = json.dumps(refusal.detail).encode(), b"application/json"
+    async def _refuse(scope, send, size: int | None, upload: bool) -> None:
+        if upload:
+            refusal = UploadTooLarge(None, size, settings.UPLOAD_MAX_BYTES)
+            detail, message = refusal.detail, refusal.message
         else:
-            body, content_type = refusal.message.encode(), b"text/plain; charset=utf-8"
+            detail = body_too_large(size)
+            message = detail["detail"]
+        if scope["path"].startswith("/api/"):
+            body, content_type = json.dumps(detail).encode(), b"application/json"
+        else:
+            body, content_type = message.encode(), b"text/plain; charset=utf-8"
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})  # fmt: skip

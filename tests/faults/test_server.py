@@ -129,8 +129,6 @@ def test_a_flood_on_login_keeps_server_memory_bounded(server):
     assert rss.growth < 50
 
 
-@pytest.mark.xfail(reason="nasweb.middleware.RequestBodyLimit covers the upload URLs only; see issue 9, item 6",
-                   strict=False)  # fmt: skip
 def test_a_flood_on_login_is_refused_with_413(server):
     assert Flood(server.port, "/login/", "application/x-www-form-urlencoded", FLOOD).run(timeout=120) == 413
 
