@@ -92,7 +92,7 @@ def make_csv_large(folder: Path) -> Path:
     n, width = 100_000, 60
     with open(path, "w") as fh:
         fh.write(",".join([f"f{i}" for i in range(width)] + ["colour", "label"]) + "\n")
-        for start in range(0, n, 10_000):
+        for _ in range(0, n, 10_000):
             block = rng.normal(size=(10_000, width))
             colours = rng.choice(["red", "green", "blue"], size=10_000)
             labels = rng.integers(0, 5, size=10_000)

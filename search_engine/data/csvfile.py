@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 from array import array
 from collections import Counter
 from collections.abc import Iterator
@@ -160,13 +161,7 @@ def _read_csv(
         first = next(lines, "")
         if delimiter is None:
             delimiter = _pick_delimiter(first.split("\n", 1)[0])
-        return _parse(file, _chain(first, lines), delimiter, max_rows, prefix)
-
-
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    if first:
-        yield first
-    yield from rest
+        return _parse(file, itertools.chain([first], lines), delimiter, max_rows, prefix)
 
 
 def _parse(file: str, lines: Iterator[str], delimiter: str, max_rows: int, prefix: bool) -> _CsvTable:
