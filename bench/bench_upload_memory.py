@@ -5,12 +5,17 @@ load_csv with the suggested target; NPZ and ZIP: the loader with the limits the 
 so the figure is that process's own peak RSS, not the bench's. Files are generated in a temp dir.
 
   npz_bomb       a ~1 MB compressed NPZ of zeros whose X declares about 1e9 bytes
+  npz_large      a legit uncompressed NPZ of uint8 images (N, 32, 32, 3) of about --npz-mb MB
   csv_tiny       a CSV of tiny rows ("1,0") of --csv-mb MB
   csv_large      a legit CSV near the loader's limits: 100,000 rows, 60 numeric columns, a text column
   zip_large      an image ZIP of noise PNGs, 10 classes, about --zip-mb MB
 
     python bench/bench_upload_memory.py
     python bench/bench_upload_memory.py --cases npz_bomb,csv_tiny --csv-mb 60 --limit-mb 200
+    python bench/bench_upload_memory.py --root ../old-checkout   # the same cases on another checkout
+
+--limit-mb is UPLOAD_MAX_BYTES: the web passes it to the NPZ loader as max_bytes (1024 gives the
+engine's default, which is what the web passed before issue 9).
 """
 
 from __future__ import annotations
@@ -29,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ("npz_bomb", "csv_tiny", "csv_large", "zip_large")
+CASES = ("npz_bomb", "npz_large", "csv_tiny", "csv_large", "zip_large")
 
 CHILD = r"""
 import json, resource, sys, time
-sys.path.insert(0, {root!r})
+sys.path.insert(0, sys.argv[4])
 from search_engine.data import DatasetError, load_csv, load_image_zip, load_npz, preview_csv
 kind, path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -42,7 +47,7 @@ outcome = "ok"
 try:
     if kind == "csv":
         preview = preview_csv(path, max_rows=8)
-        outcome = f"preview n_rows={{preview['n_rows']}}"
+        outcome = f"preview n_rows={preview['n_rows']}"
         load_csv(path, preview["suggested_target"])
         outcome += ", loaded"
     elif kind == "npz":
@@ -50,10 +55,10 @@ try:
     else:
         load_image_zip(path, image_size=32)
 except DatasetError as exc:
-    outcome += f"; refused: {{exc}}"
+    outcome += f"; refused: {exc}"
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"base_mb": base / 1024, "peak_mb": peak / 1024, "seconds": seconds, "outcome": outcome}}))
+print(json.dumps({"base_mb": base / 1024, "peak_mb": peak / 1024, "seconds": seconds, "outcome": outcome}))
 """
 
 
@@ -72,6 +77,14 @@ def make_npz_bomb(folder: Path) -> Path:
         buffer = io.BytesIO()
         np.save(buffer, np.zeros(1_000_000, dtype=np.int64))
         zf.writestr("y.npy", buffer.getvalue())
+    return path
+
+
+def make_npz_large(folder: Path, mb: float) -> Path:
+    path = folder / "images.npz"
+    n = max(10, int(mb * 1e6 / 3072))
+    X = np.random.default_rng(0).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    np.savez(path, X=X, y=np.arange(n) % 10)
     return path
 
 
@@ -119,8 +132,8 @@ def make_zip_large(folder: Path, mb: float) -> Path:
     return path
 
 
-def run_case(kind: str, path: Path, limit: int, timeout: float) -> dict:
-    command = [sys.executable, "-c", CHILD.format(root=str(ROOT)), kind, str(path), str(limit)]
+def run_case(kind: str, path: Path, limit: int, timeout: float, root: Path) -> dict:
+    command = [sys.executable, "-c", CHILD, kind, str(path), str(limit), str(root)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -135,12 +148,15 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--csv-mb", type=float, default=60.0)
     parser.add_argument("--zip-mb", type=float, default=100.0)
+    parser.add_argument("--npz-mb", type=float, default=100.0)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose search_engine is measured")
     parser.add_argument("--limit-mb", type=float, default=200.0, help="UPLOAD_MAX_BYTES, in MiB")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
     limit = int(args.limit_mb * (1 << 20))
     makers = {
         "npz_bomb": ("npz", make_npz_bomb),
+        "npz_large": ("npz", lambda folder: make_npz_large(folder, args.npz_mb)),
         "csv_tiny": ("csv", lambda folder: make_csv_tiny(folder, args.csv_mb)),
         "csv_large": ("csv", make_csv_large),
         "zip_large": ("zip", lambda folder: make_zip_large(folder, args.zip_mb)),
@@ -152,7 +168,7 @@ def main() -> None:
             path = make(Path(tmp))
             size = os.path.getsize(path) / 1e6
             started = time.perf_counter()
-            result = run_case(kind, path, limit, args.timeout)
+            result = run_case(kind, path, limit, args.timeout, args.root.resolve())
             if "peak_mb" in result:
                 print(
                     f"{case:<10} {size:8.1f} {result['base_mb']:8.0f} {result['peak_mb']:8.0f} "

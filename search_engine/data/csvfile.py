@@ -21,6 +21,9 @@ from .common import DatasetError, Source, _display_name, _open_binary, _quote_li
 CSV_DELIMITERS = (",", ";", "\t", "|")
 _CHUNK_BYTES = 1 << 20
 _BLOCK_ROWS = 4096
+# More columns than any table a person trains on (load_csv takes 1,000 features): a header of a
+# million tiny names would otherwise cost a million lists before a single row is read.
+MAX_COLUMNS = 10_000
 _SEP = "\x00"  # can not occur in a cell: a file holding NUL bytes is refused
 _BOM = codecs.BOM_UTF8
 
@@ -62,8 +65,15 @@ def _as_number(value: str) -> float | None:
         return None
 
 
+def _fields(line: str, delimiter: str) -> int:
+    try:
+        return len(next(csv.reader([line], delimiter=delimiter)))
+    except csv.Error:  # e.g. the whole line as one field, over csv's field size limit
+        return 1
+
+
 def _pick_delimiter(first_line: str) -> str:
-    counts = [(len(next(csv.reader([first_line], delimiter=d))), -i, d) for i, d in enumerate(CSV_DELIMITERS)]
+    counts = [(_fields(first_line, d), -i, d) for i, d in enumerate(CSV_DELIMITERS)]
     return max(counts)[2]
 
 
@@ -126,6 +136,10 @@ def _text_lines(handle: IO[bytes], file: str, max_bytes: int) -> Iterator[str]:
 
 
 def _check_header(file: str, columns: list[str]) -> None:
+    if len(columns) > MAX_COLUMNS:
+        raise DatasetError(
+            file, "header", f"has {len(columns)} columns, over the limit of {MAX_COLUMNS}; is this really a table?"
+        )
     for i, name in enumerate(columns, start=1):
         if not name:
             raise DatasetError(file, "header", f"column {i} has no name; every column needs a name")

@@ -635,3 +635,12 @@ def test_a_csv_over_several_read_chunks_keeps_lines_quotes_and_line_numbers(tmp_
     with pytest.raises(DatasetError) as excinfo:
         load_csv(path, "label", max_rows=60_000)
     rejected(excinfo, "long.csv", "encoding", "byte 0xff", f"line {2 + 2 * 59_000}")
+
+
+def test_it_refuses_a_csv_header_of_too_many_columns(tmp_path):
+    # 140 kB on one line: one field over csv's size limit for every delimiter that is not used.
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"column_{i:06d}" for i in range(10_001)) + "\n" + ",".join(["1"] * 10_001) + "\n")
+    with pytest.raises(DatasetError) as excinfo:
+        preview_csv(path)
+    rejected(excinfo, "wide.csv", "header", "10001 columns", "limit of 10000")
