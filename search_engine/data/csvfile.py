@@ -20,7 +20,7 @@ from .common import DatasetError, Source, _display_name, _open_binary, _quote_li
 
 CSV_DELIMITERS = (",", ";", "\t", "|")
 _CHUNK_BYTES = 1 << 20
-_BLOCK_ROWS = 4096
+_BLOCK_ROWS = 1024
 # More columns than any table a person trains on (load_csv takes 1,000 features): a header of a
 # million tiny names would otherwise cost a million lists before a single row is read.
 MAX_COLUMNS = 10_000
@@ -38,7 +38,7 @@ class _CsvTable:
         self.file = file
         self.delimiter = delimiter
         self.columns = columns
-        self._parts = parts  # per column: blocks of its cells joined with _SEP
+        self._parts: list[list[str] | None] = parts  # per column: blocks of its cells joined with _SEP
         self.lines = lines  # the line each row starts on, for messages
         self.complete = complete
 
@@ -51,6 +51,11 @@ class _CsvTable:
         for block in self._parts[index]:
             values.extend(block.split(_SEP))
         return values
+
+    def drop_cells(self, index: int | None = None) -> None:
+        """Free a column's cells (all columns' without `index`) once encoded; column() of it fails after."""
+        for i in range(len(self._parts)) if index is None else [index]:
+            self._parts[i] = None
 
     @cached_property
     def rows(self) -> list[list[str]]:

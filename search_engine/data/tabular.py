@@ -227,6 +227,7 @@ def load_csv(
     blocks, feature_names, categorical = [], [], {}
     for index in feature_indices:
         block, names, categories = _encode_feature_column(table, index, max_categories)
+        table.drop_cells(index)  # the next column's list of cells takes its room
         blocks.append(block)
         feature_names += names
         if categories is not None:
@@ -239,6 +240,7 @@ def load_csv(
             f"features (limit max_features={max_features}); exclude some of them",
         )
     X = np.concatenate(blocks, axis=1)
+    blocks.clear()
     source_record = {
         "csv": file, "target": target, "seed": seed, "val_fraction": val_fraction,
         "test_fraction": test_fraction, "exclude": list(exclude), "delimiter": table.delimiter,
@@ -246,6 +248,7 @@ def load_csv(
     }  # fmt: skip
     meta = {"features": feature_names, "categorical": categorical, "target": target,
             "raw_input": _csv_raw_input(table, target, feature_indices, categorical, list(exclude))}  # fmt: skip
+    table.drop_cells()  # encoded: the Task's arrays are made next and need the room
     return _finish(
         name or _stem(file), X, y, class_names, file=file, label_field="target", source=source_record,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta, raw=X,
