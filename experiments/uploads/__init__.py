@@ -13,6 +13,10 @@ worker that later trains on it need not be the same machine. The parts:
     preview   loading a staged file as the worker will, and what the person sees of it
     saved     saving, deleting and showing the samples of a saved dataset
 
+Memory is bounded by the upload limit: staging copies the file a chunk at a time, the NPZ loader gets
+the upload limit as the most its arrays may declare together (`preview.server_limits`), and the CSV
+preview reads a bounded prefix.
+
 Nothing of a rejected upload is kept: a refused preview or save deletes its staged file, the size
 limit stops the upload before it reaches storage, and staged files nobody saved expire after
 UPLOAD_STAGING_SECONDS (removed on the next upload).

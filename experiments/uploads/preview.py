@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 
+from django.conf import settings
 from PIL import Image
 
 from search_engine.data import DatasetError, describe_task, load_dataset, preview_csv, sample_images
@@ -43,6 +44,15 @@ def clean_options(source: str, options) -> dict:
     return options
 
 
+def server_limits(source: str) -> dict:
+    """Loader limits that are the server's, never the person's. An NPZ may declare no more than an
+    upload may hold: a compressed archive must not unpack into more memory than an uncompressed one
+    could bring (the loader also refuses entries compressed more than 200:1)."""
+    if source == DatasetSource.NPZ:
+        return {"max_bytes": settings.UPLOAD_MAX_BYTES}
+    return {}
+
+
 def load_staged(staged: StagedUpload, options: dict):
     """The Task, loaded exactly as engine.build will load the saved file. Raises DatasetError."""
     if staged.source == DatasetSource.CSV and "target" not in options:
@@ -55,7 +65,7 @@ def load_staged(staged: StagedUpload, options: dict):
             f"suggested: '{table['suggested_target']}')",
         )  # fmt: skip
     with staged.open() as fh:
-        return load_dataset({staged.source: fh, **options})
+        return load_dataset({staged.source: fh, **options, **server_limits(staged.source)})
 
 
 def summarize(task) -> dict:
@@ -126,7 +136,8 @@ def build_preview(staged: StagedUpload, options) -> dict:
         try:
             task = load_staged(staged, options)
         except DatasetError as exc:
-            if staged.source != DatasetSource.CSV:
+            # Too many rows is the file's fault whichever target is picked.
+            if staged.source != DatasetSource.CSV or exc.field == "rows":
                 raise
             preview["problem"] = rejection(exc, staged.file).error
             return preview

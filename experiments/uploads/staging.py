@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core import signing
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
@@ -20,6 +21,7 @@ from .errors import UploadError
 STAGING_DIR = "uploads/staging"
 TOKEN_SALT = "experiments.uploads.staged"
 MAX_NAME_CHARS = 120
+CHUNK_BYTES = 1 << 20
 SUFFIX_SOURCES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".npz": "npz", ".zip": "zip"}
 
 
@@ -75,15 +77,20 @@ def _safe_name(file_name: str) -> str:
 
 
 def stage_upload(uploaded, *, user, project, source: str | None) -> StagedUpload:
-    """Store an uploaded file under uploads/staging/<id>/ with its size and sha256."""
+    """Store an uploaded file under uploads/staging/<id>/ with its size and sha256, reading it a
+    chunk at a time: nothing here holds a whole upload in memory."""
     purge_expired_staging()
     name = _safe_name(uploaded.name or "upload")
     source = source or infer_source(name)
     digest = hashlib.sha256()
-    for chunk in uploaded.chunks():
+    uploaded.seek(0)
+    while chunk := uploaded.read(CHUNK_BYTES):
         digest.update(chunk)
     staging_id = secrets.token_hex(16)
-    path = default_storage.save(f"{STAGING_DIR}/{staging_id}/{name}", uploaded)
+    # A file Django spooled to disk is moved into place; anything else is copied chunk by chunk
+    # (UploadedFile.chunks() of an in-memory upload is one read of all of it).
+    content = uploaded if hasattr(uploaded, "temporary_file_path") else File(uploaded, name=name)
+    path = default_storage.save(f"{STAGING_DIR}/{staging_id}/{name}", content)
     return StagedUpload(
         id=staging_id, path=path, file=name, source=source, size=uploaded.size, sha256=digest.hexdigest(),
         user_id=user.pk, project_id=project.pk, fresh=True,

@@ -30,9 +30,16 @@ Decisions a user will meet:
   cropped) to image_size x image_size; they get 1 channel when every image is grayscale, else 3, unless
   `grayscale` forces it; transparency is flattened onto white. Entries are never written to disk.
 
+Memory stays bounded by the file, not by what it claims to hold: a CSV is decoded and parsed a chunk at
+a time and kept column by column (`csvfile`), and a preview reads only its first 100,000 rows; an NPZ
+array is refused from its header, before numpy allocates it, when X and y together exceed `max_bytes`,
+when its entry could not hold it, or when it would decompress more than `max_compression_ratio`:1
+(default 200; a small file of zeros declaring a gigabyte is a bomb); ZIP entries are streamed and
+counted as they decompress.
+
 Layout: `common` (DatasetError, limits, opening sources, the class check and split), one module per
-source (`builtin`, `tabular` for CSV, `npz`, `images` for image ZIPs), `spec` (`load_dataset`) and
-`preview` (`describe_task`, `sample_images`).
+source (`builtin`, `tabular` for CSV with `csvfile` reading it, `npz`, `images` for image ZIPs), `spec`
+(`load_dataset`) and `preview` (`describe_task`, `sample_images`).
 """
 
 from .builtin import BUILTIN_DATASETS, _builtin_arrays, load_builtin

@@ -23,11 +23,13 @@ from .common import (
 )
 
 
-def _npy_header(npz: Any, key: str, file: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from the array's header, before numpy allocates memory for it."""
+def _npy_header(npz: Any, key: str, file: str) -> tuple[tuple[int, ...], np.dtype, zipfile.ZipInfo]:
+    """Shape and dtype from the array's header, and its archive entry, before numpy allocates memory
+    for it."""
     fmt = np.lib.format
     member_name = f"{key}.npy" if f"{key}.npy" in npz.zip.namelist() else key
     try:
+        info = npz.zip.getinfo(member_name)
         with npz.zip.open(member_name) as member:
             version = fmt.read_magic(member)
             if version == (1, 0):
@@ -40,7 +42,41 @@ def _npy_header(npz: Any, key: str, file: str) -> tuple[tuple[int, ...], np.dtyp
         raise
     except Exception as exc:  # a damaged header can fail in many ways; all mean the same to the user
         raise DatasetError(file, key, f"is not a readable .npy array ({exc})") from None
-    return tuple(shape), dtype
+    return tuple(shape), dtype, info
+
+
+def _check_declared(file: str, key: str, shape: tuple, dtype: np.dtype, info: zipfile.ZipInfo,
+                    max_bytes: int, max_compression_ratio: float) -> int:  # fmt: skip
+    """The array's size as its header declares it, refused when the archive entry can not hold it or
+    would decompress to more than `max_compression_ratio` times its stored size: numpy allocates the
+    whole array before reading a byte of it, so a small file of zeros must not get that far."""
+    if dtype.hasobject:
+        raise DatasetError(
+            file,
+            key,
+            "is an object array (pickled Python objects), which is never loaded because "
+            "unpickling can run code; save numbers, or labels as np.array(labels, dtype=str)",
+        )
+    size = math.prod(shape) * dtype.itemsize
+    if size > max_bytes:
+        raise DatasetError(file, key, f"needs {human_bytes(size)} in memory (limit max_bytes={max_bytes})")
+    if size > info.file_size:
+        raise DatasetError(
+            file,
+            key,
+            f"declares shape {shape} of {dtype} ({human_bytes(size)}) but its entry holds only "
+            f"{human_bytes(info.file_size)}; the archive is damaged, save it again with np.savez",
+        )
+    stored = max(info.compress_size, 1)
+    if info.file_size > max_compression_ratio * stored:
+        raise DatasetError(
+            file,
+            key,
+            f"declares {human_bytes(info.file_size)} compressed into {human_bytes(stored)} "
+            f"({info.file_size / stored:.0f}:1, over the limit of {max_compression_ratio:.0f}:1, "
+            f"max_compression_ratio); refusing it as a possible zip bomb",
+        )
+    return size
 
 
 def _images_from_array(
@@ -71,9 +107,10 @@ def _images_from_array(
                 file, "X", f"read as {layout}, shape {X.shape} has {X.shape[1]} channels; images need 1 or 3"
             )
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(X.dtype)
-    X = X.astype(np.float32)
+    X = X.astype(np.float32)  # a copy, so scaling in place leaves the caller's array alone
     if scale:
-        return X / scale, [0.0, 1.0]
+        X /= scale
+        return X, [0.0, 1.0]
     low, high = float(X.min()), float(X.max())
     return X, ([0.0, 1.0] if 0.0 <= low and high <= 1.0 else [low, high])
 
@@ -113,8 +150,11 @@ def _npz_labels(file: str, y: np.ndarray) -> tuple[np.ndarray, list[str]]:
     raise DatasetError(file, "y", f"has dtype {y.dtype}; labels must be integers or strings")
 
 
-def _read_arrays(source: Source, file: str, max_bytes: int) -> dict[str, np.ndarray]:
-    """X and y from the archive, refusing pickles and arrays over `max_bytes` from their headers."""
+def _read_arrays(
+    source: Source, file: str, max_bytes: int, max_compression_ratio: float
+) -> dict[str, np.ndarray]:
+    """X and y from the archive, refusing pickles and, from their headers, arrays over `max_bytes`
+    together or compressed suspiciously well (see _check_declared)."""
     with _open_binary(source, file) as handle:
         magic = handle.read(6)
         if magic.startswith(b"\x93NUMPY"):
@@ -129,7 +169,7 @@ def _read_arrays(source: Source, file: str, max_bytes: int) -> dict[str, np.ndar
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             raise DatasetError(file, "file", f"is not a readable .npz archive ({exc})") from None
         with npz:
-            arrays = {}
+            total = 0
             for key in ("X", "y"):
                 if key not in npz.files:
                     near = [k for k in npz.files if k.lower() == key.lower()]
@@ -137,19 +177,14 @@ def _read_arrays(source: Source, file: str, max_bytes: int) -> dict[str, np.ndar
                     raise DatasetError(
                         file, key, f"array not found (arrays: {', '.join(npz.files) or 'none'}){hint}"
                     )
-                shape, dtype = _npy_header(npz, key, file)
-                if dtype.hasobject:
-                    raise DatasetError(
-                        file,
-                        key,
-                        "is an object array (pickled Python objects), which is never loaded because "
-                        "unpickling can run code; save numbers, or labels as np.array(labels, dtype=str)",
-                    )
-                size = math.prod(shape) * dtype.itemsize
-                if size > max_bytes:
-                    raise DatasetError(
-                        file, key, f"needs {human_bytes(size)} in memory (limit max_bytes={max_bytes})"
-                    )
+                shape, dtype, info = _npy_header(npz, key, file)
+                total += _check_declared(file, key, shape, dtype, info, max_bytes, max_compression_ratio)
+            if total > max_bytes:
+                raise DatasetError(
+                    file, "X", f"X and y need {human_bytes(total)} in memory together (limit max_bytes={max_bytes})"
+                )
+            arrays = {}
+            for key in ("X", "y"):
                 try:
                     arrays[key] = npz[key]
                 except Exception as exc:  # truncated or corrupt member data
@@ -193,15 +228,16 @@ def load_npz(
     test_fraction: float = 0.15,
     channels_last: bool | None = None,
     max_bytes: int = 1024 * MiB,
+    max_compression_ratio: float = 200.0,
 ) -> Task:
     """A Task from an .npz archive holding `X` (features or images) and `y` (labels); see the module
-    docstring for accepted shapes. Nothing is unpickled; arrays over `max_bytes` are refused before
-    numpy allocates them."""
+    docstring for accepted shapes. Nothing is unpickled; arrays over `max_bytes` together, or whose
+    entry would decompress more than `max_compression_ratio`:1, are refused before numpy allocates them."""
     _check_split_options(val_fraction, test_fraction, seed)
     if channels_last not in (None, True, False):
         raise DatasetError(None, "channels_last", f"must be true, false or empty, got {channels_last!r}")
     file = _display_name(source)
-    arrays = _read_arrays(source, file, max_bytes)
+    arrays = _read_arrays(source, file, max_bytes, max_compression_ratio)
     X, y = arrays["X"], arrays["y"]
     _check_features(file, X, y)
     y, class_names = _npz_labels(file, y)
@@ -209,7 +245,7 @@ def load_npz(
     meta: dict[str, Any] = {}
     raw = X.astype(np.uint8 if X.dtype == np.uint8 else np.float32, copy=False)
     if X.ndim == 2:
-        X = X.astype(np.float32)
+        X = raw if raw.dtype == np.float32 else raw.astype(np.float32)
         meta["features"] = [f"x{i}" for i in range(X.shape[1])]
     else:
         X, meta["pixel_range"] = _images_from_array(file, X, channels_last)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections import Counter
 
 import numpy as np
 
@@ -17,132 +14,24 @@ from .common import (
     Source,
     _check_int_option,
     _check_split_options,
-    _display_name,
     _encode_numeric_labels,
     _finish,
-    _open_binary,
-    _quote_list,
-    _read_limited,
     _stem,
 )
+from .csvfile import CSV_DELIMITERS, _as_number, _CsvTable, _read_csv
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "#n/a", "?"})
 LABEL_COLUMN_NAMES = ("label", "labels", "target", "class", "classes", "y", "species", "category", "outcome")
-CSV_DELIMITERS = (",", ";", "\t", "|")
 NUMERIC_COLUMN_SHARE = 0.9
+# A preview summarises this many rows at most: the number load_csv accepts by default, so the
+# summary is of the whole file whenever the file can be loaded at all.
+PREVIEW_SCAN_ROWS = 100_000
 
-
-
-
-class _CsvTable:
-    def __init__(
-        self, file: str, delimiter: str, columns: list[str], rows: list[list[str]], lines: list[int]
-    ):
-        self.file = file
-        self.delimiter = delimiter
-        self.columns = columns
-        self.rows = rows
-        self.lines = lines  # the line each row starts on, for messages
-
-    def column(self, index: int) -> list[str]:
-        return [row[index] for row in self.rows]
+__all__ = ["CSV_DELIMITERS", "LABEL_COLUMN_NAMES", "MISSING_TOKENS", "_read_csv", "load_csv", "preview_csv"]
 
 
 def _is_missing(value: str) -> bool:
     return value.lower() in MISSING_TOKENS
-
-
-def _as_number(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def _pick_delimiter(text: str) -> str:
-    first_line = text.split("\n", 1)[0]
-    counts = [(len(next(csv.reader([first_line], delimiter=d))), -i, d) for i, d in enumerate(CSV_DELIMITERS)]
-    return max(counts)[2]
-
-
-def _read_csv(source: Source, *, max_bytes: int, max_rows: int, delimiter: str | None) -> _CsvTable:
-    file = _display_name(source)
-    with _open_binary(source, file) as handle:
-        raw = _read_limited(handle, file, max_bytes)
-    if not raw.strip():
-        raise DatasetError(file, "file", "is empty; expected a header row and data rows")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        hint = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        raise DatasetError(
-            file,
-            "encoding",
-            f"not UTF-8 text{hint}: byte 0x{raw[exc.start]:02x} on line {line} cannot be decoded; "
-            f"save the file as 'CSV UTF-8'",
-        ) from None
-    if "\x00" in text:
-        raise DatasetError(file, "file", "contains NUL bytes; this looks like a binary file, not a CSV")
-    if delimiter is None:
-        delimiter = _pick_delimiter(text)
-    elif not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
-        raise DatasetError(None, "delimiter", f"must be one character other than a quote, got {delimiter!r}")
-
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    line = 1
-    try:
-        for row in reader:
-            cells = [cell.strip() for cell in row]
-            if not any(cells):
-                line = reader.line_num + 1
-                continue
-            if columns is None:
-                columns = cells
-                _check_header(file, columns)
-            else:
-                if len(cells) != len(columns):
-                    raise DatasetError(
-                        file,
-                        f"line {line}",
-                        f"has {len(cells)} values but the header has {len(columns)} columns; "
-                        f"every row needs exactly one value per column",
-                    )
-                if len(rows) == max_rows:
-                    raise DatasetError(
-                        file, "rows", f"has more than {max_rows} data rows (limit max_rows={max_rows})"
-                    )
-                rows.append(cells)
-                lines.append(line)
-            line = reader.line_num + 1
-    except csv.Error as exc:
-        raise DatasetError(file, f"line {reader.line_num}", f"is not valid CSV: {exc}") from None
-    if columns is None:
-        raise DatasetError(file, "file", "is empty; expected a header row and data rows")
-    if not rows:
-        raise DatasetError(file, "rows", "the file has a header but no data rows")
-    return _CsvTable(file, delimiter, columns, rows, lines)
-
-
-def _check_header(file: str, columns: list[str]) -> None:
-    for i, name in enumerate(columns, start=1):
-        if not name:
-            raise DatasetError(file, "header", f"column {i} has no name; every column needs a name")
-    if all(_as_number(name) is not None for name in columns):
-        raise DatasetError(
-            file,
-            "header",
-            f"the first row looks like data ({_quote_list(columns, 4)}), not column names; "
-            f"add a header row naming the columns",
-        )
-    duplicates = [name for name, count in Counter(columns).items() if count > 1]
-    if duplicates:
-        raise DatasetError(
-            file, "header", f"column names must be unique; repeated: {_quote_list(duplicates)}"
-        )
 
 
 def _column_summary(values: list[str]) -> tuple[str, int, int]:
@@ -165,27 +54,39 @@ def _suggest_target(columns: list[str], kinds: dict[str, str], distinct: dict[st
 
 
 def preview_csv(
-    source: Source, *, max_rows: int = 5, delimiter: str | None = None, max_bytes: int = 64 * MiB
+    source: Source,
+    *,
+    max_rows: int = 5,
+    delimiter: str | None = None,
+    max_bytes: int = 64 * MiB,
+    scan_rows: int = PREVIEW_SCAN_ROWS,
 ) -> dict:
     """What the upload form shows before the user picks a target: columns, the first `max_rows` rows,
     the row count, each column's kind (numeric/string), missing and distinct counts, a suggested target.
 
+    Only the first `scan_rows` data rows are read, so a file of millions of tiny rows previews in
+    bounded time and memory; `truncated` then says the counts are of those rows, not of the file.
+
     Raises DatasetError for files no choice of target can fix (encoding, header, ragged rows)."""
     max_rows = _check_int_option("max_rows", max_rows, 0)
-    table = _read_csv(source, max_bytes=max_bytes, max_rows=10**9, delimiter=delimiter)
-    kinds, missing, distinct = {}, {}, {}
+    scan_rows = _check_int_option("scan_rows", scan_rows, 1)
+    table = _read_csv(source, max_bytes=max_bytes, max_rows=scan_rows, delimiter=delimiter, prefix=True)
+    kinds, missing, distinct, first = {}, {}, {}, []
     for i, column in enumerate(table.columns):
-        kinds[column], missing[column], distinct[column] = _column_summary(table.column(i))
+        values = table.column(i)
+        kinds[column], missing[column], distinct[column] = _column_summary(values)
+        first.append(values[:max_rows])
     return {
         "file": table.file,
         "delimiter": table.delimiter,
         "columns": list(table.columns),
-        "rows": [list(row) for row in table.rows[:max_rows]],
-        "n_rows": len(table.rows),
+        "rows": [list(row) for row in zip(*first)],
+        "n_rows": table.n_rows,
+        "truncated": not table.complete,
         "kinds": kinds,
         "missing": missing,
         "distinct": distinct,
-        "suggested_target": _suggest_target(table.columns, kinds, distinct, len(table.rows)),
+        "suggested_target": _suggest_target(table.columns, kinds, distinct, table.n_rows),
     }
 
 
@@ -326,6 +227,7 @@ def load_csv(
     blocks, feature_names, categorical = [], [], {}
     for index in feature_indices:
         block, names, categories = _encode_feature_column(table, index, max_categories)
+        table.drop_cells(index)  # the next column's list of cells takes its room
         blocks.append(block)
         feature_names += names
         if categories is not None:
@@ -338,6 +240,7 @@ def load_csv(
             f"features (limit max_features={max_features}); exclude some of them",
         )
     X = np.concatenate(blocks, axis=1)
+    blocks.clear()
     source_record = {
         "csv": file, "target": target, "seed": seed, "val_fraction": val_fraction,
         "test_fraction": test_fraction, "exclude": list(exclude), "delimiter": table.delimiter,
@@ -345,6 +248,7 @@ def load_csv(
     }  # fmt: skip
     meta = {"features": feature_names, "categorical": categorical, "target": target,
             "raw_input": _csv_raw_input(table, target, feature_indices, categorical, list(exclude))}  # fmt: skip
+    table.drop_cells()  # encoded: the Task's arrays are made next and need the room
     return _finish(
         name or _stem(file), X, y, class_names, file=file, label_field="target", source=source_record,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, meta=meta, raw=X,
@@ -372,7 +276,7 @@ def _csv_raw_input(
     return {
         "source": "csv", "file": table.file, "delimiter": table.delimiter, "columns": list(table.columns),
         "target": target, "target_kind": "numeric" if numeric_target else "text", "excluded": exclude,
-        "features": features, "n_rows": len(table.rows), "dtype": "float32", "shape": [width],
+        "features": features, "n_rows": table.n_rows, "dtype": "float32", "shape": [width],
         "scale": None, "layout": "reshape", "labels": "value",
         "missing": "refused (empty, NA, N/A, NaN, null, ? and #N/A count as missing); nothing is imputed",
         "encoded_in": "predict.py" if text else "graph",

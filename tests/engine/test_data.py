@@ -568,3 +568,79 @@ def test_it_keeps_dataset_errors_picklable():
 
     err = pickle.loads(pickle.dumps(DatasetError("a.csv", "target", "column 'x' not found")))
     assert (err.file, err.field, str(err)) == ("a.csv", "target", "a.csv: target: column 'x' not found")
+
+
+# --------------------------------------------------------------------------------------------------
+# Bounded memory: NPZ entries checked before numpy allocates, CSV read in chunks and previewed by prefix
+
+
+def npz_with_member(path, member: bytes, *, compress=zipfile.ZIP_STORED) -> str:
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(12) % 2)
+    with zipfile.ZipFile(path, "w", compress) as zf:
+        zf.writestr("X.npy", member)
+        zf.writestr("y.npy", buffer.getvalue())
+    return str(path)
+
+
+def test_it_refuses_an_npz_entry_compressed_past_the_ratio_limit(tmp_path):
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, X=np.zeros((1000, 1000), dtype=np.uint8), y=np.arange(1000) % 2)
+    with pytest.raises(DatasetError) as excinfo:
+        load_npz(path)
+    rejected(excinfo, "zeros.npz", "X", "compressed into", "max_compression_ratio", "possible zip bomb")
+    assert load_npz(path, max_compression_ratio=1e6).input_shape == (1000,)
+
+
+def test_it_refuses_npz_arrays_over_the_limit_together(tmp_path):
+    path = save_npz(tmp_path / "pair.npz", X=np.zeros((750, 1)), y=np.arange(750) % 2)  # 6,000 bytes each
+    with pytest.raises(DatasetError) as excinfo:
+        load_npz(path, max_bytes=10_000)
+    rejected(excinfo, "pair.npz", "X", "X and y need", "together", "max_bytes=10000")
+
+
+def test_it_refuses_an_npz_header_declaring_more_than_its_entry_holds(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**8, 1)})
+    path = npz_with_member(tmp_path / "liar.npz", header.getvalue() + bytes(96))
+    with pytest.raises(DatasetError) as excinfo:
+        load_npz(path)
+    rejected(excinfo, "liar.npz", "X", "declares shape (100000000, 1)", "holds only", "np.savez")
+
+
+def test_a_csv_preview_reads_a_bounded_prefix(tmp_path):
+    path = tmp_path / "flowers.csv"
+    path.write_text(GOOD_CSV)
+    assert preview_csv(path)["truncated"] is False
+    preview = preview_csv(path, max_rows=2, scan_rows=7)
+    assert preview["n_rows"] == 7 and preview["truncated"] is True and len(preview["rows"]) == 2
+    assert sum(preview["distinct"].values()) and preview["suggested_target"] == "species"
+
+
+def test_a_csv_over_several_read_chunks_keeps_lines_quotes_and_line_numbers(tmp_path):
+    # Well past the 1 MiB the reader decodes at a time, with CRLF endings and quoted newlines.
+    rows = [f'{i},"a longer note\r\nfor row {i}",{"ab"[i % 2]}' for i in range(60_000)]
+    text = "x,note,label\r\n" + "\r\n".join(rows) + "\r\n"
+    path = tmp_path / "long.csv"
+    path.write_bytes(text.encode())
+    assert len(text) > 2 << 20
+    task = load_csv(path, "label", exclude=["note"], max_rows=60_000)
+    assert task.meta["raw_input"]["n_rows"] == 60_000 and task.class_names == ["a", "b"]
+    # Row i starts on line 2 + 2 * i; a ragged row and a bad byte far down are named by their line.
+    path.write_bytes(text.replace("59000,", "59000,extra,", 1).encode())
+    with pytest.raises(DatasetError) as excinfo:
+        load_csv(path, "label", max_rows=60_000)
+    rejected(excinfo, "long.csv", f"line {2 + 2 * 59_000}", "has 4 values")
+    path.write_bytes(text.encode().replace(b"59000,", b"59000\xff,", 1))
+    with pytest.raises(DatasetError) as excinfo:
+        load_csv(path, "label", max_rows=60_000)
+    rejected(excinfo, "long.csv", "encoding", "byte 0xff", f"line {2 + 2 * 59_000}")
+
+
+def test_it_refuses_a_csv_header_of_too_many_columns(tmp_path):
+    # 140 kB on one line: one field over csv's size limit for every delimiter that is not used.
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"column_{i:06d}" for i in range(10_001)) + "\n" + ",".join(["1"] * 10_001) + "\n")
+    with pytest.raises(DatasetError) as excinfo:
+        preview_csv(path)
+    rejected(excinfo, "wide.csv", "header", "10001 columns", "limit of 10000")
