@@ -59,7 +59,7 @@ class ArchFeatures:
         self.space = space
         self.task = task
         # Proxies build a network on the task: without one the encoding is all there is.
-        self.proxies = check_proxies(proxies) if task is not None else []
+        self.proxies = check_proxies(proxies) if task is not None else check_proxies(proxies)[:0]
         self.batch_size = int(batch_size)
         self._estimators = {p: make_proxy(p, self._proxy_config(p)) for p in self.proxies
                             if p not in ("flops", "params")}
@@ -104,8 +104,9 @@ class ArchFeatures:
                 extra = [signed_log(v) for v in scores[i]] if scores is not None else []
                 row = self._rows[fingerprint] = np.concatenate([encoded, np.asarray(extra, dtype=np.float64)])
             rows.append(row)
-        width = len(self.space.encode(self.space.sample(np.random.default_rng(0)))) + len(self.proxies)
-        return np.vstack(rows) if rows else np.zeros((0, width))
+        if rows:
+            return np.vstack(rows)
+        return np.zeros((0, len(self.space.encode(self.space.sample(np.random.default_rng(0)))) + len(self.proxies)))
 
     def _score(self, arch: Architecture, fingerprint: str) -> np.ndarray:
         if self._digest is None:

@@ -212,3 +212,15 @@ def test_it_finds_better_architectures_than_random_search():
     random = np.mean([best("random", s) for s in seeds])
 
     assert guided > random
+
+
+def test_it_uses_the_encoding_alone_without_a_task_or_proxies():
+    space = create_space("nb201")
+    unbound = create_strategy("predictor", space, seed=0, **FAST)  # a lookup table builds no network
+    no_proxies = create_strategy("predictor", space, seed=0, proxies="", **FAST).bind_task(iris())
+
+    first = unbound.ask([], n=2)
+
+    assert not unbound.features.uses_proxies and not no_proxies.features.uses_proxies
+    assert [c.meta["proxy_scores"] for c in first] == [{}, {}]
+    assert [c.to_dict() for c in no_proxies.ask([], n=2)] == [c.to_dict() for c in first]
