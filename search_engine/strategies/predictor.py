@@ -2,7 +2,9 @@
 
 Warm start (Abdelfattah et al. 2021): a pool of `pool_size` distinct architectures, sampled from
 a generator seeded with the seed alone (so it is the same at every ask), is scored with the cheap
-proxies; the first `n_init` proposals are the pool's best by their mean rank over the proxies.
+proxies, ranked by their mean rank over the proxies; of the first `n_init` proposals, a share
+`init_top_fraction` is the top of that ranking and the rest is spread evenly over it, so that the
+predictor sees the proxies' whole range (and learns their direction: a proxy can rank backwards).
 Without proxies (an empty list, or no task bound: a lookup-table estimator builds no network)
 there is nothing to rank by and the pool's order is random.
 
@@ -55,7 +57,9 @@ class PredictorGuided(Strategy):
                           "rank the warm-start pool (empty: the encoding alone)", choices=FEATURE_PROXIES),
         "pool_size": Option(int, 100, "architectures sampled and proxy-scored for the warm start",
                             min=1, max=100_000),
-        "n_init": Option(int, 10, "first proposals taken from the pool's best by proxy", min=0, max=100_000),
+        "n_init": Option(int, 8, "first proposals taken from the proxy-ranked pool", min=0, max=100_000),
+        "init_top_fraction": Option(float, 0.5, "of those, the share taken from the top of the ranking; "
+                                    "the rest is spread evenly over the ranking", min=0.0, max=1.0),
         "acquisition": Option(str, "ei", "expected improvement or upper confidence bound", choices=ACQUISITIONS),
         "kappa": Option(float, 1.0, "ucb: weight of the predictor's spread", min=0.0, max=100.0),
         "xi": Option(float, 0.01, "ei: improvement required, in units of the objectives' spread",
@@ -131,11 +135,31 @@ class PredictorGuided(Strategy):
             self._ranking = [(pool[i], dict(zip(names, map(float, scores[i])))) for i in order]
         return self._ranking
 
+    def warm_order(self) -> list[int]:
+        """Ranks of the pool in warm-start order: the top `init_top_fraction` of n_init interleaved
+        with ranks spread evenly over the rest, then the remaining ranks best first.
+
+        Why not only the top: a proxy can rank backwards on a task (on digits with MLPs, synflow and
+        params correlate negatively with 2-epoch accuracy), and trials that all share high proxy
+        scores leave the predictor no spread to learn the proxies' direction from."""
+        size, n_init = len(self.ranking()), min(self.config["n_init"], len(self.ranking()))
+        top = int(np.ceil(n_init * self.config["init_top_fraction"]))
+        spread = [int(r) for r in np.linspace(top, size - 1, n_init - top)] if n_init > top else []
+        head: list[int] = []
+        for i in range(max(top, len(spread))):
+            head += [i] if i < top else []
+            head += [spread[i]] if i < len(spread) else []
+        head = list(dict.fromkeys(head))
+        chosen = set(head)
+        return head + [r for r in range(size) if r not in chosen]
+
     def _warm_start(self, seen: set[str], n: int, rng: np.random.Generator) -> list[Candidate]:
         out: list[Candidate] = []
         if n <= 0:
             return out
-        for rank, (arch, scores) in enumerate(self.ranking()):
+        ranking = self.ranking()
+        for rank in self.warm_order():
+            arch, scores = ranking[rank]
             if len(out) == n:
                 break
             fingerprint = self.space.fingerprint(arch)

@@ -189,7 +189,9 @@ def test_it_rebuilds_the_same_proposals_from_config_seed_and_history():
 def test_it_starts_with_the_pools_best_by_proxy():
     space = create_space("mlp", max_depth=2)
     strategy = create_strategy("predictor", space, seed=0, proxies=["params"], pool_size=60, n_init=5,
-                               **FAST).bind_task(iris())
+                               init_top_fraction=1.0, **FAST).bind_task(iris())
+    mixed = create_strategy("predictor", space, seed=0, proxies=["params"], pool_size=60, n_init=6,
+                            **FAST).bind_task(iris())
     pool_params = strategy.features.scores(strategy.pool())[:, 0]
 
     first = strategy.ask([], n=5)
@@ -197,6 +199,8 @@ def test_it_starts_with_the_pools_best_by_proxy():
     proposed = strategy.features.scores([c.arch for c in first])[:, 0]
     assert proposed.tolist() == sorted(pool_params, reverse=True)[:5]
     assert [c.meta["pool_rank"] for c in first] == [0, 1, 2, 3, 4]
+    # The default mix: half from the top, interleaved with ranks spread over the whole pool.
+    assert [c.meta["pool_rank"] for c in mixed.ask([], n=7)] == [0, 3, 1, 31, 2, 59, 4]
 
 
 def test_it_finds_better_architectures_than_random_search():
