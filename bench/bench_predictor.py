@@ -82,13 +82,14 @@ def search_curve(task, space, args, strategy_name: str, seed: int) -> dict:
                budget=Budget(trials=args.trials), seed=seed, keep_best_model=False,
                callbacks=Callbacks(on_trial_end=lambda o: trained.append(o) if o.counts_against_budget else None))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    curve, best_val, best_test = [], -1.0, None
+    curve, val_curve, best_val, best_test = [], [], -1.0, None
     for outcome in trained:
         val = outcome.metrics.get("val_acc") if outcome.state == COMPLETED else None
         if val is not None and val > best_val:
             best_val, best_test = val, outcome.metrics.get("test_acc")
         curve.append(best_test)
-    return {"strategy": strategy_name, "seed": seed, "curve": curve, "wall_time_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+        val_curve.append(best_val if best_val >= 0 else None)
+    return {"strategy": strategy_name, "seed": seed, "curve": curve, "val_curve": val_curve, "wall_time_s": round(wall, 1), "cpu_s": round(cpu, 1)}
 
 
 def first_reaching(curve: list, target: float) -> int | None:
@@ -129,7 +130,9 @@ def query_efficiency(task, space, args) -> dict:
         cpu = statistics.fmean(r["cpu_s"] for r in runs[name])
         print("    " + f"{name:<10}" + "".join(f"{_pct(curve[k - 1]):>9}" for k in checkpoints)
               + f"{str(reach or '>' + str(len(curve))):>11}  {per_seed}  {wall:.0f}  {cpu:.0f}")
-        summary[name] = {"mean_curve": curve, "trials_to_target": reach, "per_seed_to_target": per_seed,
+        val_curve = mean_curve([{"curve": r["val_curve"]} for r in runs[name]])
+        print("    " + f"{'  (val)':<10}" + "".join(f"{_pct(val_curve[k - 1]):>9}" for k in checkpoints))
+        summary[name] = {"mean_curve": curve, "mean_val_curve": val_curve, "trials_to_target": reach, "per_seed_to_target": per_seed,
                          "mean_wall_time_s": wall, "mean_cpu_s": cpu, "runs": runs[name]}
     return {"target": target, "horizon": horizon, "strategies": summary}
 
