@@ -1,4 +1,12 @@
-from . import evolution, hyperband, random_search, reinforce, tpe, zc_prescreen  # noqa: F401  (registers)
+from . import (  # noqa: F401  (registers)
+    evolution,
+    hyperband,
+    predictor,  # noqa: F401  (registers)
+    random_search,
+    reinforce,
+    tpe,
+    zc_prescreen,
+)
 from .base import Strategy
 
 __all__ = ["Strategy"]
