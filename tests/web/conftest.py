@@ -255,3 +255,14 @@ def viewer_client(client_for, viewer, project):
 @pytest.fixture
 def outsider_client(client_for, outsider):
     return client_for(outsider)
+
+
+@pytest.fixture
+def login(client):
+    """`login(user)` -> the test client, logged in as `user` (pages, not the API)."""
+
+    def as_user(user):
+        client.force_login(user)
+        return client
+
+    return as_user

@@ -23,13 +23,6 @@ pytestmark = pytest.mark.django_db
 COMPARE_API = "/api/experiments/compare/"
 
 
-@pytest.fixture
-def login(client):
-    def as_user(user):
-        client.force_login(user)
-        return client
-
-    return as_user
 
 
 def finished_trial(trial_factory, experiment, *, objective, params, latency_ms=1.0, after_s=10.0, **metrics):

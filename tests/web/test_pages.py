@@ -20,13 +20,6 @@ from search_engine.registry import ESTIMATORS, SPACES, STRATEGIES
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def login(client):
-    def as_user(user):
-        client.force_login(user)
-        return client
-
-    return as_user
 
 
 def form_data(project, **overrides) -> dict:

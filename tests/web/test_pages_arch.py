@@ -20,13 +20,6 @@ CELL_ARCH = {"1<-0": "nor_conv_3x3", "2<-0": "none", "2<-1": "skip_connect", "3<
              "3<-1": "none", "3<-2": "nor_conv_1x1"}  # fmt: skip
 
 
-@pytest.fixture
-def login(client):
-    def as_user(user):
-        client.force_login(user)
-        return client
-
-    return as_user
 
 
 @pytest.fixture

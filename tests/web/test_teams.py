@@ -17,13 +17,6 @@ pytestmark = pytest.mark.django_db
 NEW_PASSWORD = "a-much-longer-passphrase-7"
 
 
-@pytest.fixture
-def login(client):
-    def as_user(user):
-        client.force_login(user)
-        return client
-
-    return as_user
 
 
 def verbs(project) -> list[str]:
