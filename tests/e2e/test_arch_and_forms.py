@@ -60,7 +60,9 @@ Trial.objects.create(experiment=mlp, number=0, fingerprint="m", state="completed
     arch={{"depth": 2, "width_1": 64, "width_2": 32, "activation": "relu", "dropout": 0.0,
            "batch_norm": False, "residual": False}}, metrics={{"params": 500}})
 draft = make("Throwaway draft", "draft")
-running = make("Watched search", "running")
+# Paused, not running: the workers' periodic sweep advances running experiments, so a seeded
+# "running" one would train and finish on its own before the banner test ends it.
+running = make("Watched search", "paused")
 print(json.dumps({{"project": project.pk, "dataset": digits.pk, "cells": cells.pk, "mlp": mlp.pk,
                    "draft": draft.pk, "running": running.pk, "trials": trials}}))
 """
