@@ -168,9 +168,12 @@ def _store(block: list[list[str]], parts: list[list[str]]) -> None:
 
 
 def _read_csv(
-    source: Source, *, max_bytes: int, max_rows: int, delimiter: str | None, prefix: bool = False
+    source: Source, *, max_bytes: int, max_rows: int, delimiter: str | None, prefix: bool = False,
+    index_name: str | None = None,
 ) -> _CsvTable:
-    """Parse the file; over `max_rows` data rows is refused, or with `prefix` ends the reading there."""
+    """Parse the file; over `max_rows` data rows is refused, or with `prefix` ends the reading there.
+    With `index_name`, an unnamed first column (the index pandas' `to_csv()` writes) takes that
+    name instead of being refused; datasets keep insisting on named columns."""
     file = _display_name(source)
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
         raise DatasetError(None, "delimiter", f"must be one character other than a quote, got {delimiter!r}")
@@ -180,10 +183,11 @@ def _read_csv(
         first = next(lines, "")
         if delimiter is None:
             delimiter = _pick_delimiter(first.split("\n", 1)[0])
-        return _parse(file, itertools.chain([first], lines), delimiter, max_rows, prefix)
+        return _parse(file, itertools.chain([first], lines), delimiter, max_rows, prefix, index_name)
 
 
-def _parse(file: str, lines: Iterator[str], delimiter: str, max_rows: int, prefix: bool) -> _CsvTable:
+def _parse(file: str, lines: Iterator[str], delimiter: str, max_rows: int, prefix: bool,
+           index_name: str | None = None) -> _CsvTable:
     reader = csv.reader(lines, delimiter=delimiter)
     columns: list[str] | None = None
     parts: list[list[str]] = []
@@ -198,6 +202,8 @@ def _parse(file: str, lines: Iterator[str], delimiter: str, max_rows: int, prefi
                 continue
             if columns is None:
                 columns = cells
+                if index_name and not columns[0] and any(columns[1:]):
+                    columns[0] = index_name
                 _check_header(file, columns)
                 parts = [[] for _ in columns]
             else:

@@ -30,7 +30,6 @@ trial fail with a message naming it (the loop records a failed trial and the sea
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -111,8 +110,8 @@ def load_table(path: str, key_column: str, numeric: dict[str, bool], delimiter: 
 
 
 def _parse(path: str, key_column: str, numeric: dict[str, bool], delimiter: str) -> Table:
-    csv_table = _read_csv(_name_the_index(path, delimiter), max_bytes=MAX_TABLE_BYTES,
-                          max_rows=MAX_TABLE_ROWS, delimiter=delimiter)
+    csv_table = _read_csv(path, max_bytes=MAX_TABLE_BYTES, max_rows=MAX_TABLE_ROWS, delimiter=delimiter,
+                          index_name=_INDEX_COLUMN)
     file, columns = csv_table.file, csv_table.columns
     listed = ", ".join(c for c in columns if c != _INDEX_COLUMN)
     if key_column not in columns:
@@ -142,28 +141,6 @@ def _parse(path: str, key_column: str, numeric: dict[str, bool], delimiter: str)
         }
         lines[canonical] = line
     return Table(file=file, columns=tuple(columns), rows=rows, lines=lines)
-
-
-def _name_the_index(path: str, delimiter: str):
-    """`path`, or the file's bytes with a name for an unnamed first column (pandas writes its
-    index that way: the header starts with the delimiter). The CSV reader insists on named
-    columns, which is right for datasets; here the index is simply never read."""
-    with open(path, "rb") as handle:
-        raw = handle.read(MAX_TABLE_BYTES + 1)
-    if len(raw) > MAX_TABLE_BYTES:
-        return path  # too big: the reader says so
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return path  # the reader names the bad byte
-    header, newline, rest = text.partition("\n")
-    for empty in (delimiter, '""' + delimiter):
-        if header.lstrip(" ").startswith(empty) and header.strip(" \r" + delimiter):
-            named = _INDEX_COLUMN + header.lstrip(" ")[len(empty) - len(delimiter):]
-            source = io.BytesIO((named + newline + rest).encode())
-            source.name = path  # messages name the user's file
-            return source
-    return path
 
 
 def _budget_columns(text: str) -> list[tuple[int, str]]:
